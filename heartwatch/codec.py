@@ -1,0 +1,109 @@
+"""How domain values are written to SQLite columns and read back.
+
+Times are stored as UTC epoch seconds (REAL): compact, indexable and compared without parsing.
+A check's spec and a run's steps are JSON, because they are read and written whole.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from heartwatch.model import Check, CheckSpec, Run, RunFlag, RunState, StepMark, StepSpec
+
+
+def to_ts(dt: datetime | None) -> float | None:
+    return None if dt is None else dt.timestamp()
+
+
+def from_ts(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as the API shows times."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _secs(d: timedelta | None) -> float | None:
+    return None if d is None else d.total_seconds()
+
+
+def _delta(s: float | None) -> timedelta | None:
+    return None if s is None else timedelta(seconds=s)
+
+
+def spec_to_json(spec: CheckSpec) -> str:
+    return json.dumps({
+        "name": spec.name,
+        "schedule": spec.schedule,
+        "period": _secs(spec.period),
+        "timezone": spec.timezone,
+        "start_grace": _secs(spec.start_grace),
+        "max_runtime": _secs(spec.max_runtime),
+        "min_runtime": _secs(spec.min_runtime),
+        "steps": [{"name": s.name, "max": _secs(s.max)} for s in spec.steps],
+        "strict_steps": spec.strict_steps,
+        "alert_after": spec.alert_after,
+        "alerts": list(spec.alerts),
+        "tags": list(spec.tags),
+    }, separators=(",", ":"))
+
+
+def spec_from_json(slug: str, text: str) -> CheckSpec:
+    d: dict[str, Any] = json.loads(text)
+    return CheckSpec(
+        slug=slug,
+        name=d["name"],
+        schedule=d["schedule"],
+        period=_delta(d["period"]),
+        timezone=d["timezone"],
+        start_grace=_delta(d["start_grace"]) or timedelta(0),
+        max_runtime=_delta(d["max_runtime"]),
+        min_runtime=_delta(d["min_runtime"]),
+        steps=tuple(StepSpec(s["name"], _delta(s["max"])) for s in d["steps"]),
+        strict_steps=d["strict_steps"],
+        alert_after=d["alert_after"],
+        alerts=tuple(d["alerts"]),
+        tags=tuple(d["tags"]),
+    )
+
+
+CHECK_COLUMNS = "id, uuid, slug, spec, source, paused, archived_at, created_at"
+
+
+def check_from_row(row: Any) -> Check:
+    return Check(id=row[0], uuid=row[1], spec=spec_from_json(row[2], row[3]), source=row[4],
+                 paused=bool(row[5]), archived=row[6] is not None, created_at=from_ts(row[7]))
+
+
+def steps_to_json(steps: list[StepMark]) -> str:
+    return json.dumps([{"name": s.name, "at": s.at.timestamp(), "flags": list(s.flags)} for s in steps],
+                      separators=(",", ":"))
+
+
+def steps_from_json(text: str) -> list[StepMark]:
+    return [StepMark(s["name"], datetime.fromtimestamp(s["at"], UTC), tuple(RunFlag(f) for f in s["flags"]))
+            for s in json.loads(text)]
+
+
+RUN_COLUMNS = "id, check_id, rid, state, started_at, ended_at, exit_code, steps, flags"
+
+
+def run_from_row(row: Any) -> Run:
+    started = from_ts(row[4])
+    assert started is not None
+    return Run(id=row[0], check_id=row[1], rid=row[2], state=RunState(row[3]), started_at=started,
+               ended_at=from_ts(row[5]), exit_code=row[6], steps=steps_from_json(row[7]),
+               flags={RunFlag(f) for f in json.loads(row[8])})
+
+
+def run_values(run: Run) -> tuple[Any, ...]:
+    """Values for RUN_COLUMNS without id, plus the denormalised last step used by list queries."""
+    last = run.last_step
+    return (run.check_id, run.rid, run.state.value, to_ts(run.started_at), to_ts(run.ended_at),
+            run.exit_code, steps_to_json(run.steps), json.dumps(sorted(run.flags)),
+            last.name if last else None, to_ts(last.at) if last else None)

@@ -1,0 +1,312 @@
+"""Settings: heartwatch.toml, environment variables and command-line flags, parsed strictly.
+
+Precedence is flag > environment > file > default. Every bad value raises ConfigError naming the key
+and the value, so `heartwatch serve` can stop with one clear line (exit status 2) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from heartwatch.durations import parse_duration
+from heartwatch.model import CheckSpec, StepSpec
+
+SLUG_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+#: Step names share the rid alphabet so they are safe in URLs, logs and HTML attributes.
+NAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: Step names that mean something else in `?step=`.
+RESERVED_STEPS = frozenset({"start", "finish", "fail", "success", "log"})
+
+
+class ConfigError(Exception):
+    """A bad setting: `str()` is the one line shown to the user."""
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        self.key, self.value, self.reason = key, value, reason
+        super().__init__(f"{key} = {value!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db: Path = Path("heartwatch.db")
+    base_url: str | None = None
+    ping_key: str | None = None
+    timezone: str = "UTC"
+    body_limit: int = 10_000
+    retention: int = 1_000  # events kept per check
+    rate_limit: int = 0  # pings per minute per check; 0 = off
+    alert_urls: tuple[str, ...] = ()
+    remind_every: timedelta = timedelta(0)  # 0 = never
+    api_tokens: tuple[str, ...] = ()
+    web_password: str | None = None
+    checks: dict[str, CheckSpec] = field(default_factory=dict)
+    config_path: Path | None = None
+
+    @property
+    def public_url(self) -> str:
+        """Where users reach this server: base_url, or the address it listens on."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+# --- value parsers: each raises ValueError with a reason; the caller adds key and value --------------
+
+
+def _str(v: object) -> str:
+    if not isinstance(v, str):
+        raise ValueError("expected a string")
+    return v
+
+
+def _bool(v: object) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("expected true or false")
+    return v
+
+
+def _int(lo: int, hi: int) -> Callable[[object], int]:
+    def parse(v: object) -> int:
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ValueError(f"expected a whole number from {lo} to {hi}")
+        return v
+
+    return parse
+
+
+def _duration(v: object) -> timedelta:
+    if not isinstance(v, str):
+        raise ValueError("expected a duration string like 90s, 15m, 2h, 1d or 1h30m")
+    return parse_duration(v)
+
+
+def _positive_duration(v: object) -> timedelta:
+    d = _duration(v)
+    if d <= timedelta(0):
+        raise ValueError("must be longer than 0")
+    return d
+
+
+def _str_list(v: object) -> tuple[str, ...]:
+    if isinstance(v, str):
+        return tuple(s for s in re.split(r"[\s,]+", v) if s)
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+        raise ValueError("expected a list of strings")
+    return tuple(v)
+
+
+def _timezone(v: object) -> str:
+    name = _str(v)
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError) as e:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError("unknown time zone; use an IANA name like Europe/Berlin or UTC") from e
+    return name
+
+
+def _cron(v: object) -> str:
+    expr = _str(v).strip()
+    if not croniter.is_valid(expr):
+        raise ValueError("not a valid cron expression (five fields: minute hour day month weekday)")
+    return expr
+
+
+def _url(v: object) -> str:
+    url = _str(v).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError("expected an http:// or https:// URL")
+    return url
+
+
+def step_name(v: object) -> str:
+    name = _str(v)
+    if not NAME_RE.match(name):
+        raise ValueError("a step name is 1-64 characters of letters, digits and . _ : -")
+    if name in RESERVED_STEPS:
+        raise ValueError(f"{name!r} is reserved; choose another step name")
+    return name
+
+
+def _steps(v: object) -> tuple[StepSpec, ...]:
+    if not isinstance(v, list):
+        raise ValueError('expected a list like ["dump", {name = "upload", max = "45m"}]')
+    steps: list[StepSpec] = []
+    for item in v:
+        if isinstance(item, str):
+            steps.append(StepSpec(step_name(item)))
+        elif isinstance(item, dict) and set(item) <= {"name", "max"} and "name" in item:
+            limit = _positive_duration(item["max"]) if "max" in item else None
+            steps.append(StepSpec(step_name(item["name"]), limit))
+        else:
+            raise ValueError('each step is a name or a table {name = "...", max = "45m"}')
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise ValueError("step names must be unique")
+    return tuple(steps)
+
+
+_CHECK_KEYS: dict[str, Callable[[object], Any]] = {
+    "name": _str,
+    "schedule": _cron,
+    "period": _positive_duration,
+    "timezone": _timezone,
+    "start_grace": _duration,
+    "max_runtime": _positive_duration,
+    "min_runtime": _positive_duration,
+    "steps": _steps,
+    "strict_steps": _bool,
+    "alert_after": _int(1, 1000),
+    "alerts": _str_list,
+    "tags": _str_list,
+}
+
+_SECTIONS: dict[str, dict[str, tuple[str, Callable[[object], Any]]]] = {
+    # section -> toml key -> (Settings field, parser)
+    "server": {
+        "host": ("host", _str),
+        "port": ("port", _int(1, 65535)),
+        "db": ("db", lambda v: Path(_str(v))),
+        "base_url": ("base_url", _url),
+        "ping_key": ("ping_key", lambda v: _slug_like(v, "ping_key")),
+        "timezone": ("timezone", _timezone),
+        "body_limit": ("body_limit", _int(0, 1_000_000)),
+        "retention": ("retention", _int(10, 10_000_000)),
+        "rate_limit": ("rate_limit", _int(0, 1_000_000)),
+    },
+    "alerts": {
+        "urls": ("alert_urls", _str_list),
+        "remind_every": ("remind_every", _duration),
+    },
+    "api": {"tokens": ("api_tokens", _str_list)},
+    "web": {"password": ("web_password", _str)},
+}
+
+#: Environment variables, each naming a `section.key` above. `<NAME>_FILE` reads the value from a file.
+ENV_VARS: dict[str, str] = {
+    "HEARTWATCH_HOST": "server.host",
+    "HEARTWATCH_PORT": "server.port",
+    "HEARTWATCH_DB": "server.db",
+    "HEARTWATCH_BASE_URL": "server.base_url",
+    "HEARTWATCH_PING_KEY": "server.ping_key",
+    "HEARTWATCH_TIMEZONE": "server.timezone",
+    "HEARTWATCH_ALERT_URLS": "alerts.urls",
+    "HEARTWATCH_API_TOKEN": "api.tokens",
+    "HEARTWATCH_WEB_PASSWORD": "web.password",
+}
+
+
+def _slug_like(v: object, what: str) -> str:
+    s = _str(v)
+    if not NAME_RE.match(s):
+        raise ValueError(f"a {what} is 1-64 characters of letters, digits and . _ : -")
+    return s
+
+
+def _parse(key: str, value: object, parser: Callable[[object], Any]) -> Any:
+    try:
+        return parser(value)
+    except ValueError as e:
+        raise ConfigError(key, value, str(e)) from None
+
+
+def parse_check(slug: str, table: object, default_tz: str = "UTC", prefix: str = "checks.") -> CheckSpec:
+    """One `[checks.<slug>]` table (also the body of an API create) -> CheckSpec."""
+    if not SLUG_RE.match(slug):
+        raise ConfigError(f"{prefix}{slug}", slug, "a slug is 1-64 characters of a-z, 0-9, - and _")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix}{slug}", table, "expected a table of settings")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        parser = _CHECK_KEYS.get(key)
+        if parser is None:
+            raise ConfigError(f"{prefix}{slug}.{key}", value, f"unknown key; known: {', '.join(_CHECK_KEYS)}")
+        values[key] = _parse(f"{prefix}{slug}.{key}", value, parser)
+    if "schedule" in values and "period" in values:
+        raise ConfigError(f"{prefix}{slug}.period", table["period"], "give either schedule or period, not both")
+    values.setdefault("timezone", default_tz)
+    return CheckSpec(slug=slug, **values)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("--config", str(path), "no such file") from None
+    except OSError as e:
+        raise ConfigError("--config", str(path), e.strerror or str(e)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), "...", f"not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "...", "not valid UTF-8") from None
+
+
+def _env_value(environ: Mapping[str, str], name: str) -> str | None:
+    if name in environ:
+        return environ[name]
+    file_name = environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{name}_FILE", file_name, e.strerror or str(e)) from None
+    return None
+
+
+def load_settings(
+    config_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, object] | None = None,
+) -> Settings:
+    """Build Settings from the file, the environment and flags (Settings field -> value; None = unset)."""
+    doc = _read_file(config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    for section, table in doc.items():
+        if section == "checks":
+            continue
+        known = _SECTIONS.get(section)
+        if known is None:
+            raise ConfigError(section, "...", f"unknown section; known: {', '.join([*_SECTIONS, 'checks'])}")
+        if not isinstance(table, dict):
+            raise ConfigError(section, table, "expected a table")
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(f"{section}.{key}", value, f"unknown key; known: {', '.join(known)}")
+            attr, parser = known[key]
+            values[attr] = _parse(f"{section}.{key}", value, parser)
+
+    if config_path and "db" in values and not values["db"].is_absolute():
+        # The file's db path is relative to the file, so a config works from any working directory.
+        values["db"] = config_path.parent / values["db"]
+
+    for name, dotted in ENV_VARS.items():
+        raw = _env_value(environ or {}, name)
+        if raw is not None and raw != "":
+            section, key = dotted.split(".")
+            attr, parser = _SECTIONS[section][key]
+            values[attr] = _parse(name, raw, parser)
+
+    for attr, value in (flags or {}).items():
+        if value is not None:
+            values[attr] = value
+
+    checks_table = doc.get("checks", {})
+    if not isinstance(checks_table, dict):
+        raise ConfigError("checks", checks_table, "expected [checks.<slug>] tables")
+    default_tz = values.get("timezone", "UTC")
+    checks = {slug: parse_check(slug, table, default_tz) for slug, table in checks_table.items()}
+    return Settings(**values, checks=checks, config_path=config_path)

@@ -1,0 +1,85 @@
+"""The database schema as numbered migrations, applied in order, each in its own transaction.
+
+A migration is never edited once released; change the schema by appending a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "initial", """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE checks (
+            id INTEGER PRIMARY KEY,
+            uuid TEXT NOT NULL UNIQUE,
+            slug TEXT NOT NULL UNIQUE,
+            spec TEXT NOT NULL,              -- CheckSpec as JSON
+            source TEXT NOT NULL,            -- config | api | ping
+            paused INTEGER NOT NULL DEFAULT 0,
+            archived_at REAL,                -- removed from the config: history kept, not alerted
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            check_id INTEGER NOT NULL REFERENCES checks(id),
+            rid TEXT,
+            state TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            exit_code INTEGER,
+            steps TEXT NOT NULL DEFAULT '[]',   -- [{name, at, flags}] in arrival order
+            flags TEXT NOT NULL DEFAULT '[]',
+            last_step TEXT,                     -- where it stopped, for list views
+            last_step_at REAL
+        );
+        CREATE INDEX runs_by_check ON runs (check_id, id);
+        CREATE INDEX runs_open ON runs (check_id) WHERE ended_at IS NULL;
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            check_id INTEGER NOT NULL REFERENCES checks(id),
+            run_id INTEGER REFERENCES runs(id),
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            step TEXT,
+            rid TEXT,
+            exit_code INTEGER,
+            body BLOB,
+            remote_addr TEXT,
+            user_agent TEXT,
+            method TEXT
+        );
+        CREATE INDEX events_by_check ON events (check_id, id);
+        CREATE INDEX events_by_run ON events (run_id);
+    """),
+]
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply the migrations not yet applied; returns their versions. Safe to call any number of times."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations"
+                 " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+    done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, name, sql in MIGRATIONS:
+        if version in done:
+            continue
+        # executescript would commit on its own; run statement by statement inside one transaction so a
+        # migration and its record land together or not at all.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line.split("--")[0] for line in sql.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

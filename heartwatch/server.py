@@ -1,0 +1,99 @@
+"""`heartwatch serve`: open the store, load the config's checks, serve HTTP, shut down cleanly.
+
+Start-up work that can fail (opening the database, binding the port) happens before or around uvicorn
+so failures print one line and exit non-zero instead of a traceback. uvicorn handles SIGINT/SIGTERM:
+it stops accepting, lets in-flight requests (pings) finish, then we close the database. SIGHUP reloads
+the config's checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+import uvicorn
+
+from heartwatch import __version__
+from heartwatch.app import create_app
+from heartwatch.clock import Clock, system_clock
+from heartwatch.config import ConfigError, Settings, load_settings
+from heartwatch.hub import Hub
+from heartwatch.store import Store
+
+log = logging.getLogger("heartwatch")
+
+
+def run_server(settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def open_store(settings: Settings) -> Store:
+    store = Store(settings.db, retention=settings.retention)
+    await store.open(settings.ping_key)
+    return store
+
+
+async def serve(settings: Settings, clock: Clock = system_clock) -> int:
+    try:
+        store = await open_store(settings)
+    except (sqlite3.Error, OSError) as e:
+        click.echo(f"heartwatch: cannot open the database {settings.db}: {e}", err=True)
+        return 1
+    hub = Hub(settings=settings, store=store, clock=clock)
+    try:
+        report = await store.sync_config(settings.checks, clock())
+        if settings.checks or report.archived:
+            log.info("config checks: %d created, %d updated, %d archived",
+                     len(report.created), len(report.updated), len(report.archived))
+        app = create_app(hub)
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                                access_log=False, lifespan="off", server_header=False)
+        server = uvicorn.Server(config)
+        _install_reload(hub)
+        _announce(hub)
+        try:
+            await server.serve()
+        except SystemExit as e:  # uvicorn exits when it cannot bind; it has already said why
+            return int(e.code or 1)
+        return 0
+    finally:
+        await store.close()
+        log.info("stopped; database closed")
+
+
+def _announce(hub: Hub) -> None:
+    s = hub.settings
+    click.echo(f"heartwatch {__version__} listening on http://{s.host}:{s.port}  (database {s.db})")
+    click.echo(f"  ping URLs: {s.public_url}/ping/<uuid>  or  {hub.slug_url('<slug>')}")
+    click.echo(f"  status:    {s.public_url}/   API: {s.public_url}/api/v1/checks")
+    sys.stdout.flush()
+
+
+def _install_reload(hub: Hub) -> None:
+    """SIGHUP re-reads the config file and upserts its checks; a bad file is reported and ignored."""
+    path = hub.settings.config_path
+    if path is None:
+        return
+
+    async def reload(path: Path) -> None:
+        try:
+            fresh = load_settings(path, os.environ)
+        except ConfigError as e:
+            log.error("config not reloaded: %s: %s", path, e)
+            return
+        report = await hub.store.sync_config(fresh.checks, hub.clock())
+        log.info("config reloaded: %d created, %d updated, %d archived",
+                 len(report.created), len(report.updated), len(report.archived))
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload(path)))

@@ -1,0 +1,27 @@
+"""A check's status in one word, derived from its runs and its expectation. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from heartwatch.model import BAD_STATES, Check, CheckStatus, Run, RunState
+
+
+def check_status(check: Check, last_run: Run | None, now: datetime,
+                 expected_at: datetime | None = None, deadline: datetime | None = None) -> CheckStatus:
+    """`expected_at`/`deadline`: the next expected start and start + grace, when the check has a schedule.
+
+    new: nothing seen and nothing overdue yet; running: the newest run is open; late: a start is overdue but
+    still inside its grace; down: the newest run is bad; up: the newest run finished well.
+    """
+    if check.paused:
+        return CheckStatus.PAUSED
+    if last_run is not None and last_run.state is RunState.RUNNING:
+        return CheckStatus.RUNNING
+    if last_run is not None and last_run.state in BAD_STATES:
+        return CheckStatus.DOWN
+    if expected_at is not None and expected_at <= now and (deadline is None or now < deadline):
+        return CheckStatus.LATE
+    if last_run is None:
+        return CheckStatus.NEW
+    return CheckStatus.UP

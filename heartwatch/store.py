@@ -1,0 +1,262 @@
+"""The store: heartwatch's state in SQLite. Writes go through the one Writer; reads use their own connection.
+
+It owns the schema (via migrations), the in-memory index of checks used to resolve pings without a
+query, and the write operations that persist what the pure domain functions decide.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import sqlite3
+import uuid as uuidlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from heartwatch import codec
+from heartwatch.codec import CHECK_COLUMNS, RUN_COLUMNS
+from heartwatch.migrations import migrate
+from heartwatch.model import Check, CheckSpec, Ping, Run
+from heartwatch.pings import PingRequest
+from heartwatch.runs import Applied, apply_ping
+from heartwatch.writer import Writer
+
+#: Events between two prunes of one check's history: keeps pruning off most pings.
+PRUNE_EVERY = 100
+
+
+class PingOutcome(StrEnum):
+    RECORDED = "recorded"
+    CREATED = "created"
+    NOT_FOUND = "not_found"
+
+
+@dataclass
+class PingResult:
+    outcome: PingOutcome
+    check: Check | None = None
+    applied: Applied | None = None
+
+
+@dataclass
+class SyncReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+
+
+#: Hooks run on the writer thread inside the ping's transaction (the scheduler persists deadlines here).
+PingHook = Callable[[sqlite3.Connection, Check, Ping, Applied], None]
+
+
+class Store:
+    def __init__(self, path: Path, retention: int = 1000) -> None:
+        self.path = path
+        self.retention = retention
+        self.writer = Writer(path, on_failure=self._load_checks)
+        self._reader: aiosqlite.Connection | None = None
+        # Writer-thread state: the check index, rebuilt from disk after any rollback.
+        self._by_id: dict[int, Check] = {}
+        self._by_uuid: dict[str, Check] = {}
+        self._by_slug: dict[str, Check] = {}
+        self._since_prune: dict[int, int] = {}
+        self._ping_key = ""
+        self.ping_hooks: list[PingHook] = []
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def open(self, ping_key: str | None = None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await self.writer.start()
+        await self.writer.call(migrate)
+        self._ping_key = await self.writer.call(lambda c: self._ensure_ping_key(c, ping_key))
+        await self.writer.call(self._load_checks)
+        self._reader = await aiosqlite.connect(self.path)
+        await self._reader.execute("PRAGMA query_only=1")
+
+    async def close(self) -> None:
+        await self.writer.close()
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    @property
+    def ping_key(self) -> str:
+        return self._ping_key
+
+    def _ensure_ping_key(self, conn: sqlite3.Connection, configured: str | None) -> str:
+        """The configured key wins; otherwise the one generated on first start, kept in the database."""
+        if configured:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('ping_key', ?)", (configured,))
+            return configured
+        row = conn.execute("SELECT value FROM meta WHERE key = 'ping_key'").fetchone()
+        if row:
+            return str(row[0])
+        key = secrets.token_urlsafe(12)
+        conn.execute("INSERT INTO meta VALUES ('ping_key', ?)", (key,))
+        return key
+
+    def _load_checks(self, conn: sqlite3.Connection) -> None:
+        checks = [codec.check_from_row(r) for r in conn.execute(f"SELECT {CHECK_COLUMNS} FROM checks")]
+        self._by_id = {c.id: c for c in checks}
+        self._by_uuid = {c.uuid: c for c in checks}
+        self._by_slug = {c.slug: c for c in checks}
+
+    def _index(self, check: Check) -> None:
+        self._by_id[check.id] = check
+        self._by_uuid[check.uuid] = check
+        self._by_slug[check.slug] = check
+
+    # --- writes ---------------------------------------------------------------------------------------
+
+    def _insert_check(self, conn: sqlite3.Connection, spec: CheckSpec, source: str, now: datetime) -> Check:
+        check = Check(id=0, uuid=str(uuidlib.uuid4()), spec=spec, source=source, created_at=now)
+        cur = conn.execute(
+            "INSERT INTO checks (uuid, slug, spec, source, created_at) VALUES (?, ?, ?, ?, ?)",
+            (check.uuid, spec.slug, codec.spec_to_json(spec), source, now.timestamp()))
+        check.id = int(cur.lastrowid or 0)
+        self._index(check)
+        return check
+
+    def _update_check(self, conn: sqlite3.Connection, check: Check, spec: CheckSpec, source: str) -> Check:
+        conn.execute("UPDATE checks SET spec = ?, source = ?, archived_at = NULL WHERE id = ?",
+                     (codec.spec_to_json(spec), source, check.id))
+        updated = Check(id=check.id, uuid=check.uuid, spec=spec, source=source, paused=check.paused,
+                        archived=False, created_at=check.created_at)
+        self._index(updated)
+        return updated
+
+    async def sync_config(self, specs: Mapping[str, CheckSpec], now: datetime) -> SyncReport:
+        """Upsert the config file's checks by slug; archive config checks the file no longer has."""
+
+        def op(conn: sqlite3.Connection) -> SyncReport:
+            report = SyncReport()
+            for slug, spec in specs.items():
+                existing = self._by_slug.get(slug)
+                if existing is None:
+                    self._insert_check(conn, spec, "config", now)
+                    report.created.append(slug)
+                elif existing.spec != spec or existing.source != "config" or existing.archived:
+                    self._update_check(conn, existing, spec, "config")
+                    report.updated.append(slug)
+            for check in list(self._by_id.values()):
+                if check.source == "config" and not check.archived and check.slug not in specs:
+                    conn.execute("UPDATE checks SET archived_at = ? WHERE id = ?", (now.timestamp(), check.id))
+                    check.archived = True
+                    report.archived.append(check.slug)
+            return report
+
+        return await self.writer.submit(op)
+
+    def resolve(self, req: PingRequest) -> Check | None:
+        if req.uuid is not None:
+            return self._by_uuid.get(req.uuid)
+        if req.ping_key is None or not hmac.compare_digest(req.ping_key.encode(), self._ping_key.encode()):
+            return None
+        return self._by_slug.get(req.slug or "")
+
+    async def record_ping(self, req: PingRequest, ping: Ping) -> PingResult:
+        """Apply a ping to its check's runs and store it; returns after the commit."""
+
+        def op(conn: sqlite3.Connection) -> PingResult:
+            check = self.resolve(req)
+            outcome = PingOutcome.RECORDED
+            if check is None:
+                if not (req.create and req.slug and req.ping_key == self._ping_key):
+                    return PingResult(PingOutcome.NOT_FOUND)
+                check = self._insert_check(conn, CheckSpec(slug=req.slug), "ping", ping.at)
+                outcome = PingOutcome.CREATED
+            open_runs = [codec.run_from_row(r) for r in conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE check_id = ? AND ended_at IS NULL", (check.id,))]
+            applied = apply_ping(check.id, check.spec, open_runs, ping)
+            for run in applied.changed:
+                save_run(conn, run)
+            self._insert_event(conn, check.id, applied.run, ping)
+            for hook in self.ping_hooks:
+                hook(conn, check, ping, applied)
+            return PingResult(outcome, check, applied)
+
+        return await self.writer.submit(op)
+
+    def _insert_event(self, conn: sqlite3.Connection, check_id: int, run: Run | None, ping: Ping) -> None:
+        conn.execute(
+            "INSERT INTO events (check_id, run_id, at, kind, step, rid, exit_code, body, remote_addr,"
+            " user_agent, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (check_id, run.id if run else None, ping.at.timestamp(), ping.kind.value, ping.step, ping.rid,
+             ping.exit_code, ping.body or None, ping.remote_addr, ping.user_agent, ping.method))
+        count = self._since_prune.get(check_id, 0) + 1
+        if count >= PRUNE_EVERY:
+            self._prune(conn, check_id)
+            count = 0
+        self._since_prune[check_id] = count
+
+    def _prune(self, conn: sqlite3.Connection, check_id: int) -> None:
+        conn.execute(
+            "DELETE FROM events WHERE check_id = ? AND id < (SELECT id FROM events WHERE check_id = ?"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)", (check_id, check_id, self.retention - 1))
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        assert self._reader is not None, "store not open"
+        return self._reader
+
+    async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        async with self.reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def checks(self, include_archived: bool = False) -> list[Check]:
+        where = "" if include_archived else " WHERE archived_at IS NULL"
+        rows = await self.fetchall(f"SELECT {CHECK_COLUMNS} FROM checks{where} ORDER BY slug")
+        return [codec.check_from_row(r) for r in rows]
+
+    async def check(self, slug: str) -> Check | None:
+        rows = await self.fetchall(f"SELECT {CHECK_COLUMNS} FROM checks WHERE slug = ?", (slug,))
+        return codec.check_from_row(rows[0]) if rows else None
+
+    async def last_runs(self) -> dict[int, Run]:
+        """The newest run of every check, keyed by check id."""
+        rows = await self.fetchall(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY check_id)")
+        return {r[1]: codec.run_from_row(r) for r in rows}
+
+    async def runs(self, check_id: int, limit: int = 50, before: int | None = None) -> list[Run]:
+        rows = await self.fetchall(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE check_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (check_id, before if before is not None else 2**62, limit))
+        return [codec.run_from_row(r) for r in rows]
+
+    async def run(self, check_id: int, run_id: int) -> Run | None:
+        rows = await self.fetchall(f"SELECT {RUN_COLUMNS} FROM runs WHERE check_id = ? AND id = ?",
+                                   (check_id, run_id))
+        return codec.run_from_row(rows[0]) if rows else None
+
+    async def events(self, check_id: int, limit: int = 100, run_id: int | None = None) -> list[dict[str, Any]]:
+        where, params = ("check_id = ?", (check_id,)) if run_id is None else ("run_id = ?", (run_id,))
+        rows = await self.fetchall(
+            "SELECT id, run_id, at, kind, step, rid, exit_code, body, remote_addr, user_agent, method"
+            f" FROM events WHERE {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        keys = ("id", "run_id", "at", "kind", "step", "rid", "exit_code", "body", "remote_addr", "user_agent",
+                "method")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def save_run(conn: sqlite3.Connection, run: Run) -> None:
+    """Insert a new run (setting its id) or update an existing one."""
+    values = codec.run_values(run)
+    if run.id is None:
+        cur = conn.execute(
+            "INSERT INTO runs (check_id, rid, state, started_at, ended_at, exit_code, steps, flags, last_step,"
+            " last_step_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        run.id = cur.lastrowid
+    else:
+        conn.execute(
+            "UPDATE runs SET check_id = ?, rid = ?, state = ?, started_at = ?, ended_at = ?, exit_code = ?,"
+            " steps = ?, flags = ?, last_step = ?, last_step_at = ? WHERE id = ?", (*values, run.id))

@@ -1,0 +1,134 @@
+"""The one writer: every change to the database goes through here, and concurrent writes share commits.
+
+Callers hand in an operation (a function of the sqlite3 connection). Operations that arrive while a
+commit is under way wait and then go together in the next transaction, so N concurrent pings cost one
+fsync, not N (group commit). Each operation runs inside a savepoint: one that raises is rolled back and
+gets its exception, the rest of its batch still commits. A caller's await returns only after COMMIT.
+
+The connection lives on one dedicated thread. aiosqlite hops to its thread once per statement and has
+no public way to run a whole batch there; one hop per batch is what makes group commit cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Operation = Callable[[sqlite3.Connection], Any]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before the ping is answered, so an answered ping survives a power cut,
+    # not only a crash of the process. Group commit keeps the fsync count down.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class Writer:
+    def __init__(self, path: Path, on_failure: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="heartwatch-writer")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Operation, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        # Called on the writer thread after a rollback, so in-memory caches can be rebuilt from disk.
+        self._on_failure = on_failure
+        self.batches = 0  # commits made, for benchmarks and tests of group commit
+        self.operations = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, connect, self._path)
+        self._task = asyncio.create_task(self._loop(), name="heartwatch-writer")
+
+    async def call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `op` on the writer thread outside any batch (start-up work: migrations, cache loads)."""
+        loop = asyncio.get_running_loop()
+        assert self._conn is not None, "writer not started"
+        conn = self._conn
+        return await loop.run_in_executor(self._executor, op, conn)
+
+    async def submit(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `op` in the next transaction; returns its result once that transaction is committed."""
+        if self._closing:
+            raise RuntimeError("heartwatch is shutting down")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, fut))
+        self._wake.set()
+        return await fut
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._commit(loop, batch)
+            if self._closing and not self._pending:
+                return
+
+    async def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Operation, Any]]) -> None:
+        try:
+            results = await loop.run_in_executor(self._executor, self._run_batch, [op for op, _ in batch])
+        except Exception as e:  # the COMMIT itself failed (disk full, I/O error): nothing was stored
+            results = [(False, e)] * len(batch)
+        for (_, fut), (ok, value) in zip(batch, results, strict=True):
+            if fut.done():  # the caller went away (client disconnected); the write stands
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def _run_batch(self, ops: list[Operation]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        assert conn is not None
+        results: list[tuple[bool, Any]] = []
+        failed = False
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, op(conn)))
+                    conn.execute("RELEASE op")
+                except Exception as e:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, e))
+                    failed = True
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if self._on_failure:
+                self._on_failure(conn)
+            raise
+        if failed and self._on_failure:
+            self._on_failure(conn)
+        self.batches += 1
+        self.operations += len(ops)
+        return results
+
+    async def close(self) -> None:
+        """Finish what is queued, then close the connection (checkpointing the WAL)."""
+        self._closing = True
+        self._wake.set()
+        if self._task:
+            await self._task
+        if self._conn is not None:
+            conn = self._conn
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
