@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from heartwatch.model import Check, CheckSpec, Run, RunFlag, RunState, StepMark, StepSpec
+from heartwatch.model import Check, CheckSpec, Run, RunFlag, RunState, StepMark, StepSpec, Watch
 
 
 def to_ts(dt: datetime | None) -> float | None:
@@ -107,3 +107,16 @@ def run_values(run: Run) -> tuple[Any, ...]:
     return (run.check_id, run.rid, run.state.value, to_ts(run.started_at), to_ts(run.ended_at),
             run.exit_code, steps_to_json(run.steps), json.dumps(sorted(run.flags)),
             last.name if last else None, to_ts(last.at) if last else None)
+
+
+WATCH_COLUMNS = "expected_at, start_deadline, down_since, bad_streak, next_reminder"
+
+
+def watch_from_row(row: Any) -> Watch:
+    return Watch(expected_at=from_ts(row[0]), start_deadline=from_ts(row[1]), down_since=from_ts(row[2]),
+                 bad_streak=row[3], next_reminder=from_ts(row[4]))
+
+
+def watch_values(w: Watch) -> tuple[Any, ...]:
+    return (to_ts(w.expected_at), to_ts(w.start_deadline), to_ts(w.down_since), w.bad_streak,
+            to_ts(w.next_reminder))

@@ -53,6 +53,49 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX events_by_check ON events (check_id, id);
         CREATE INDEX events_by_run ON events (run_id);
     """),
+    (2, "deadlines and alerts", """
+        -- What the scheduler knows about each check; next_deadline is when it must look at it again.
+        CREATE TABLE watches (
+            check_id INTEGER PRIMARY KEY REFERENCES checks(id),
+            expected_at REAL,           -- next expected start (UTC)
+            start_deadline REAL,        -- expected_at + start_grace: missed after this
+            down_since REAL,            -- set once a bad run alerted; cleared by a good run
+            bad_streak INTEGER NOT NULL DEFAULT 0,
+            next_reminder REAL,
+            next_deadline REAL          -- earliest of the above and the open runs' deadlines
+        );
+        CREATE INDEX watches_due ON watches (next_deadline) WHERE next_deadline IS NOT NULL;
+        ALTER TABLE runs ADD COLUMN deadline REAL;   -- finish or step deadline of an open run
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            check_id INTEGER NOT NULL REFERENCES checks(id),
+            run_id INTEGER REFERENCES runs(id),
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX alerts_by_check ON alerts (check_id, id);
+        -- The outbox: one row per alert and target, claimed and retried by the sender.
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            alert_id INTEGER NOT NULL REFERENCES alerts(id),
+            target TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,       -- NULL once delivered or given up
+            delivered_at REAL,
+            gave_up_at REAL,
+            last_error TEXT
+        );
+        CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+        CREATE TABLE delivery_attempts (
+            id INTEGER PRIMARY KEY,
+            delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+            at REAL NOT NULL,
+            ok INTEGER NOT NULL,
+            error TEXT
+        );
+    """),
 ]
 
 

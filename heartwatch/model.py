@@ -158,3 +158,14 @@ class Ping:
     remote_addr: str | None = None
     user_agent: str | None = None
     method: str = "GET"
+
+
+@dataclass(slots=True)
+class Watch:
+    """What the scheduler keeps per check between pings: the expectation and the alerting streak."""
+
+    expected_at: datetime | None = None  # next expected start
+    start_deadline: datetime | None = None  # expected_at + start_grace
+    down_since: datetime | None = None  # set when a bad run alerted; cleared by a good run
+    bad_streak: int = 0  # consecutive bad runs (alert_after counts these)
+    next_reminder: datetime | None = None

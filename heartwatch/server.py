@@ -14,16 +14,19 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 import uvicorn
 
-from heartwatch import __version__
+from heartwatch import __version__, notify
 from heartwatch.app import create_app
 from heartwatch.clock import Clock, system_clock
 from heartwatch.config import ConfigError, Settings, load_settings
 from heartwatch.hub import Hub
+from heartwatch.scheduler import Scheduler
+from heartwatch.sender import Sender
 from heartwatch.store import Store
 
 log = logging.getLogger("heartwatch")
@@ -50,8 +53,13 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         click.echo(f"heartwatch: cannot open the database {settings.db}: {e}", err=True)
         return 1
     hub = Hub(settings=settings, store=store, clock=clock)
+    sender = Sender(store, clock)
+    scheduler = Scheduler(settings, store, clock, on_alerts=sender.wake)
+    hub.ping_listeners.append(scheduler.ping_listener)
     try:
+        _report_bad_targets(settings)
         report = await store.sync_config(settings.checks, clock())
+        await scheduler.prepare()
         if settings.checks or report.archived:
             log.info("config checks: %d created, %d updated, %d archived",
                      len(report.created), len(report.updated), len(report.archived))
@@ -59,16 +67,29 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                                 access_log=False, lifespan="off", server_header=False)
         server = uvicorn.Server(config)
-        _install_reload(hub)
+        _install_reload(hub, scheduler.wake)
         _announce(hub)
+        scheduler.start()
+        sender.start()
         try:
             await server.serve()
         except SystemExit as e:  # uvicorn exits when it cannot bind; it has already said why
             return int(e.code or 1)
         return 0
     finally:
+        await scheduler.stop()
+        await sender.stop()
         await store.close()
         log.info("stopped; database closed")
+
+
+def _report_bad_targets(settings: Settings) -> None:
+    """A typo in an Apprise URL should be found at start, not when the first alert is due."""
+    urls = [*settings.alert_urls, *(u for spec in settings.checks.values() for u in spec.alerts)]
+    for url in dict.fromkeys(urls):
+        problem = notify.validate_url(url)
+        if problem:
+            log.error("alert target %s will not work: %s", notify.redact(url), problem)
 
 
 def _announce(hub: Hub) -> None:
@@ -79,7 +100,7 @@ def _announce(hub: Hub) -> None:
     sys.stdout.flush()
 
 
-def _install_reload(hub: Hub) -> None:
+def _install_reload(hub: Hub, moved: Callable[[], None]) -> None:
     """SIGHUP re-reads the config file and upserts its checks; a bad file is reported and ignored."""
     path = hub.settings.config_path
     if path is None:
@@ -92,6 +113,7 @@ def _install_reload(hub: Hub) -> None:
             log.error("config not reloaded: %s: %s", path, e)
             return
         report = await hub.store.sync_config(fresh.checks, hub.clock())
+        moved()  # deadlines may have moved
         log.info("config reloaded: %d created, %d updated, %d archived",
                  len(report.created), len(report.updated), len(report.archived))
 

@@ -22,7 +22,7 @@ import aiosqlite
 from heartwatch import codec
 from heartwatch.codec import CHECK_COLUMNS, RUN_COLUMNS
 from heartwatch.migrations import migrate
-from heartwatch.model import Check, CheckSpec, Ping, Run
+from heartwatch.model import Check, CheckSpec, Ping, Run, Watch
 from heartwatch.pings import PingRequest
 from heartwatch.runs import Applied, apply_ping
 from heartwatch.writer import Writer
@@ -53,6 +53,8 @@ class SyncReport:
 
 #: Hooks run on the writer thread inside the ping's transaction (the scheduler persists deadlines here).
 PingHook = Callable[[sqlite3.Connection, Check, Ping, Applied], None]
+#: Hooks run on the writer thread when a check is created, changed, archived, paused or resumed.
+CheckHook = Callable[[sqlite3.Connection, Check, datetime], None]
 
 
 class Store:
@@ -68,6 +70,7 @@ class Store:
         self._since_prune: dict[int, int] = {}
         self._ping_key = ""
         self.ping_hooks: list[PingHook] = []
+        self.check_hooks: list[CheckHook] = []
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -122,14 +125,29 @@ class Store:
             (check.uuid, spec.slug, codec.spec_to_json(spec), source, now.timestamp()))
         check.id = int(cur.lastrowid or 0)
         self._index(check)
+        self._changed(conn, check, now)
         return check
 
-    def _update_check(self, conn: sqlite3.Connection, check: Check, spec: CheckSpec, source: str) -> Check:
+    def _changed(self, conn: sqlite3.Connection, check: Check, now: datetime) -> None:
+        for hook in self.check_hooks:
+            hook(conn, check, now)
+
+    def check_ids(self) -> list[int]:
+        """From the writer's index: call on the writer thread (inside an operation)."""
+        return list(self._by_id)
+
+    def check_by_id(self, check_id: int) -> Check | None:
+        """From the writer's index: call on the writer thread (inside an operation)."""
+        return self._by_id.get(check_id)
+
+    def _update_check(self, conn: sqlite3.Connection, check: Check, spec: CheckSpec, source: str,
+                      now: datetime) -> Check:
         conn.execute("UPDATE checks SET spec = ?, source = ?, archived_at = NULL WHERE id = ?",
                      (codec.spec_to_json(spec), source, check.id))
         updated = Check(id=check.id, uuid=check.uuid, spec=spec, source=source, paused=check.paused,
                         archived=False, created_at=check.created_at)
         self._index(updated)
+        self._changed(conn, updated, now)
         return updated
 
     async def sync_config(self, specs: Mapping[str, CheckSpec], now: datetime) -> SyncReport:
@@ -143,14 +161,30 @@ class Store:
                     self._insert_check(conn, spec, "config", now)
                     report.created.append(slug)
                 elif existing.spec != spec or existing.source != "config" or existing.archived:
-                    self._update_check(conn, existing, spec, "config")
+                    self._update_check(conn, existing, spec, "config", now)
                     report.updated.append(slug)
             for check in list(self._by_id.values()):
                 if check.source == "config" and not check.archived and check.slug not in specs:
                     conn.execute("UPDATE checks SET archived_at = ? WHERE id = ?", (now.timestamp(), check.id))
                     check.archived = True
+                    self._changed(conn, check, now)
                     report.archived.append(check.slug)
             return report
+
+        return await self.writer.submit(op)
+
+    async def set_paused(self, slug: str, paused: bool, now: datetime) -> Check | None:
+        """Pause or resume a check; None if there is no such check."""
+
+        def op(conn: sqlite3.Connection) -> Check | None:
+            check = self._by_slug.get(slug)
+            if check is None:
+                return None
+            if check.paused != paused:
+                conn.execute("UPDATE checks SET paused = ? WHERE id = ?", (int(paused), check.id))
+                check.paused = paused
+                self._changed(conn, check, now)
+            return check
 
         return await self.writer.submit(op)
 
@@ -226,6 +260,15 @@ class Store:
         rows = await self.fetchall(
             f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY check_id)")
         return {r[1]: codec.run_from_row(r) for r in rows}
+
+    async def watches(self) -> dict[int, Watch]:
+        """Every check's expectation (next expected start, start deadline, down since), keyed by check id."""
+        rows = await self.fetchall(f"SELECT check_id, {codec.WATCH_COLUMNS} FROM watches")
+        return {r[0]: codec.watch_from_row(r[1:]) for r in rows}
+
+    async def watch(self, check_id: int) -> Watch:
+        rows = await self.fetchall(f"SELECT {codec.WATCH_COLUMNS} FROM watches WHERE check_id = ?", (check_id,))
+        return codec.watch_from_row(rows[0]) if rows else Watch()
 
     async def runs(self, check_id: int, limit: int = 50, before: int | None = None) -> list[Run]:
         rows = await self.fetchall(
