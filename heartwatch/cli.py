@@ -50,3 +50,9 @@ def serve(config: Path | None, db: Path | None, host: str | None, port: int | No
 
 
 # Subcommands owned by other modules register here.
+from heartwatch.cli_client import import_crontab_cmd, ping_cmd, run_cmd, step_cmd  # noqa: E402
+
+main.add_command(run_cmd)
+main.add_command(step_cmd)
+main.add_command(ping_cmd)
+main.add_command(import_crontab_cmd)
