@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from heartwatch import api, ping_view
+from heartwatch import api, api_write, metrics, openapi, ping_view, web
 from heartwatch.hub import Hub, hub_of
 
 
@@ -29,9 +29,16 @@ def create_app(hub: Hub, extra_routes: list[BaseRoute] | None = None) -> Starlet
     routes: list[BaseRoute] = [
         *ping_view.routes,
         *api.routes,
+        *api_write.routes,
+        *openapi.routes,
+        *metrics.routes,
         Route("/healthz", healthz, methods=["GET"]),
+        *web.routes,
         *(extra_routes or []),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found, 500: server_error})
     app.state.hub = hub
+    # Pings are counted as they are stored: the events table is pruned, so it cannot count them later.
+    app.state.ping_counter = metrics.PingCounter()
+    hub.ping_listeners.append(app.state.ping_counter)
     return app

@@ -56,3 +56,11 @@ main.add_command(run_cmd)
 main.add_command(step_cmd)
 main.add_command(ping_cmd)
 main.add_command(import_crontab_cmd)
+
+from heartwatch.cli_notify import notify_test  # noqa: E402
+
+main.add_command(notify_test)
+
+from heartwatch.cli_checks import checks  # noqa: E402
+
+main.add_command(checks)

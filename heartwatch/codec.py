@@ -90,7 +90,7 @@ def steps_from_json(text: str) -> list[StepMark]:
             for s in json.loads(text)]
 
 
-RUN_COLUMNS = "id, check_id, rid, state, started_at, ended_at, exit_code, steps, flags"
+RUN_COLUMNS = "id, check_id, rid, state, started_at, ended_at, exit_code, steps, flags, deadline"
 
 
 def run_from_row(row: Any) -> Run:
@@ -98,7 +98,7 @@ def run_from_row(row: Any) -> Run:
     assert started is not None
     return Run(id=row[0], check_id=row[1], rid=row[2], state=RunState(row[3]), started_at=started,
                ended_at=from_ts(row[5]), exit_code=row[6], steps=steps_from_json(row[7]),
-               flags={RunFlag(f) for f in json.loads(row[8])})
+               flags={RunFlag(f) for f in json.loads(row[8])}, deadline=from_ts(row[9]))
 
 
 def run_values(run: Run) -> tuple[Any, ...]:
@@ -106,7 +106,7 @@ def run_values(run: Run) -> tuple[Any, ...]:
     last = run.last_step
     return (run.check_id, run.rid, run.state.value, to_ts(run.started_at), to_ts(run.ended_at),
             run.exit_code, steps_to_json(run.steps), json.dumps(sorted(run.flags)),
-            last.name if last else None, to_ts(last.at) if last else None)
+            last.name if last else None, to_ts(last.at) if last else None, to_ts(run.deadline))
 
 
 WATCH_COLUMNS = "expected_at, start_deadline, down_since, bad_streak, next_reminder"

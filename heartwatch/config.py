@@ -20,9 +20,9 @@ from croniter import croniter
 from heartwatch.durations import parse_duration
 from heartwatch.model import CheckSpec, StepSpec
 
-SLUG_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+SLUG_RE = re.compile(r"^[a-z0-9_-]{1,64}\Z")  # \Z: `$` would let a trailing newline in
 #: Step names share the rid alphabet so they are safe in URLs, logs and HTML attributes.
-NAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 #: Step names that mean something else in `?step=`.
 RESERVED_STEPS = frozenset({"start", "finish", "fail", "success", "log"})
 
@@ -48,6 +48,7 @@ class Settings:
     rate_limit: int = 0  # pings per minute per check; 0 = off
     alert_urls: tuple[str, ...] = ()
     remind_every: timedelta = timedelta(0)  # 0 = never
+    retry_first: timedelta = timedelta(seconds=10)  # first wait before re-sending a failed alert
     api_tokens: tuple[str, ...] = ()
     web_password: str | None = None
     checks: dict[str, CheckSpec] = field(default_factory=dict)
@@ -190,6 +191,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, Callable[[object], Any]]]] = {
     "alerts": {
         "urls": ("alert_urls", _str_list),
         "remind_every": ("remind_every", _duration),
+        "retry_first": ("retry_first", _positive_duration),
     },
     "api": {"tokens": ("api_tokens", _str_list)},
     "web": {"password": ("web_password", _str)},

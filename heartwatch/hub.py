@@ -19,6 +19,9 @@ class Hub:
     clock: Clock = system_clock
     #: Called after each stored ping (the scheduler re-reads deadlines; live pages refresh).
     ping_listeners: list[Callable[[PingResult], None]] = field(default_factory=list)
+    #: Called after a check is created, changed, archived, paused or resumed through the API (the scheduler
+    #: wakes: a deadline may have moved earlier).
+    change_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def ping_url(self, uuid: str) -> str:
         return f"{self.settings.public_url}/ping/{uuid}"

@@ -127,6 +127,7 @@ class Run:
     steps: list[StepMark] = field(default_factory=list)
     flags: set[RunFlag] = field(default_factory=set)
     # When the run was opened by a step or a finish, started_at is the time of that first ping.
+    deadline: datetime | None = None  # when a running run times out; kept by the scheduler
 
     @property
     def is_open(self) -> bool:

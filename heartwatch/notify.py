@@ -36,7 +36,8 @@ _ASYNC_GRACE = 2.0
 #: How Apprise should present the alert on services that colour or badge it.
 AlertKind = Literal["info", "success", "warning", "failure"]
 
-_FIRST_RETRY = timedelta(seconds=10)
+#: The wait after the first failed attempt (`backoff`); [alerts] retry_first overrides it.
+FIRST_RETRY = timedelta(seconds=10)
 _LONGEST_WAIT = timedelta(hours=1)
 
 #: Attempts per alert and target: the first plus retries whose waits (`backoff(1)` ...
@@ -53,16 +54,17 @@ class TargetResult:
     error: str | None = None
 
 
-def backoff(attempt: int) -> timedelta:
+def backoff(attempt: int, first: timedelta = FIRST_RETRY) -> timedelta:
     """How long to wait after failed attempt number `attempt` (1 = the first) before the next.
 
     10 s, 20 s, 40 s ... doubling up to one hour, then hourly: a target that was down for a moment
-    gets the alert quickly, one that is down for hours is not hammered.
+    gets the alert quickly, one that is down for hours is not hammered. `first` ([alerts] retry_first)
+    changes the first wait; the doubling and the hourly cap stay.
     """
     if attempt < 1:
         raise ValueError(f"attempt counts from 1, got {attempt}")
     # Past 2**9 the doubling is capped anyway; the bound keeps the integer small.
-    return min(_FIRST_RETRY * 2 ** min(attempt - 1, 16), _LONGEST_WAIT)
+    return min(first * 2 ** min(attempt - 1, 16), _LONGEST_WAIT)
 
 
 class _ThreadLogCapture(logging.Filter):

@@ -41,7 +41,7 @@ async def ping(request: Request) -> Response:
     limit = hub.settings.body_limit
     headers = {"Ping-Body-Limit": str(limit)}
     try:
-        req = parse_ping(request.path_params["rest"], request.query_params)
+        req = parse_ping(request.path_params["rest"], request.query_params, hub.settings.timezone)
         body = await read_tail(request, limit)
     except BadPing as e:
         return PlainTextResponse(e.reason, e.status, headers=headers)

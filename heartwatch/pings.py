@@ -3,7 +3,8 @@
 URL forms (DESIGN.md section 3, Healthchecks-compatible):
     /ping/<uuid>[/start|/fail|/log|/<0-255>]
     /ping/<ping_key>/<slug>[/start|/fail|/log|/<0-255>]
-with `?step=start|<name>|finish|fail`, `?rid=<run id>` and `?create=1` (slug form only).
+with `?step=start|<name>|finish|fail`, `?rid=<run id>` and `?create=1` (slug form only), which may carry
+`schedule` (cron, or a period like 1h), `tz`, `grace` and `max_runtime` to set the new check up in one call.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from heartwatch.config import NAME_RE, SLUG_RE
-from heartwatch.model import PingKind
+from heartwatch.config import NAME_RE, SLUG_RE, ConfigError, parse_check
+from heartwatch.durations import parse_duration
+from heartwatch.model import CheckSpec, PingKind
 
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _SUFFIX_KINDS = {"start": PingKind.START, "fail": PingKind.FAIL, "log": PingKind.LOG}
 _STEP_KINDS = {"start": PingKind.START, "finish": PingKind.SUCCESS, "success": PingKind.SUCCESS,
                "fail": PingKind.FAIL}
+#: `?create=1` query parameters -> the `[checks.<slug>]` key each sets.
+CREATE_PARAMS = {"schedule": "schedule", "tz": "timezone", "grace": "start_grace", "max_runtime": "max_runtime"}
 
 
 class BadPing(Exception):
@@ -39,10 +43,14 @@ class PingRequest:
     rid: str | None = None
     exit_code: int | None = None
     create: bool = False
+    create_spec: CheckSpec | None = None  # with `create`: the check to create if the slug is unknown
 
 
-def parse_ping(path: str, query: Mapping[str, str]) -> PingRequest:
-    """`path` is what follows `/ping/`. Raises BadPing (400 with a reason, or 404)."""
+def parse_ping(path: str, query: Mapping[str, str], default_tz: str = "UTC") -> PingRequest:
+    """`path` is what follows `/ping/`. Raises BadPing (400 with a reason, or 404).
+
+    `default_tz` is the time zone of a check created by `?create=1` without `tz`, as for config checks.
+    """
     parts = [p for p in path.split("/") if p]
     if not parts or len(parts) > 3:
         raise BadPing(404, "not found")
@@ -79,7 +87,27 @@ def parse_ping(path: str, query: Mapping[str, str]) -> PingRequest:
         raise BadPing(400, "bad rid: use 1-64 characters of letters, digits and . _ : - (a UUID works)")
 
     create = query.get("create", "") in ("1", "true", "yes")
-    return PingRequest(kind=kind, step=step_name, rid=rid, exit_code=exit_code, create=create, **ident)
+    slug = ident.get("slug")
+    # Validated even when the check turns out to exist: a typo in a crontab line should show at once.
+    create_spec = _create_spec(slug, query, default_tz) if create and slug else None
+    return PingRequest(kind=kind, step=step_name, rid=rid, exit_code=exit_code, create=create,
+                       create_spec=create_spec, **ident)
+
+
+def _create_spec(slug: str, query: Mapping[str, str], default_tz: str) -> CheckSpec:
+    table: dict[str, object] = {key: query[param] for param, key in CREATE_PARAMS.items() if param in query}
+    if "schedule" in table:
+        try:  # `schedule=1h` means a period: a cron expression never parses as a duration
+            parse_duration(str(table["schedule"]))
+            table["period"] = table.pop("schedule")
+        except ValueError:
+            pass
+    try:
+        return parse_check(slug, table, default_tz)
+    except ConfigError as e:
+        key = e.key.rsplit(".", 1)[-1]
+        param = next((p for p, k in CREATE_PARAMS.items() if k == key), "schedule" if key == "period" else key)
+        raise BadPing(400, f"bad {param}: {e.reason}") from None
 
 
 def _suffix_kind(suffix: str | None) -> tuple[PingKind, int | None]:

@@ -24,7 +24,7 @@ from heartwatch.clock import Clock
 from heartwatch.config import Settings
 from heartwatch.model import Check, Ping, Run, RunState, Watch
 from heartwatch.runs import Applied
-from heartwatch.store import PingResult, Store, save_run
+from heartwatch.store import PingResult, Store
 from heartwatch.watching import AlertIntent, Decision
 
 log = logging.getLogger("heartwatch.scheduler")
@@ -44,50 +44,62 @@ class Scheduler:
         # Set on the writer thread by the hooks, read on the loop: hints, so a stale read only costs a wake-up.
         self._earliest_written: float | None = None
         self._alerts_written = 0
+        # Writer-thread copy of the watches table (check id -> watch and its stored next_deadline), so a ping
+        # reads no row and writes one only when something moved. Loaded lazily, reloaded after a rollback.
+        self._watches: dict[int, tuple[Watch, float | None]] | None = None
+        store.reload_hooks.append(self._load_watches)
         store.ping_hooks.append(self._on_ping)
         store.check_hooks.append(self._on_check_changed)
 
     # --- hooks, on the writer thread inside the transaction of the change -------------------------------
 
-    def _load_watch(self, conn: sqlite3.Connection, check_id: int) -> Watch | None:
-        row = conn.execute(f"SELECT {codec.WATCH_COLUMNS} FROM watches WHERE check_id = ?", (check_id,)).fetchone()
-        return codec.watch_from_row(row) if row else None
+    def _load_watches(self, conn: sqlite3.Connection) -> None:
+        rows = conn.execute(f"SELECT check_id, {codec.WATCH_COLUMNS}, next_deadline FROM watches")
+        self._watches = {r[0]: (codec.watch_from_row(r[1:6]), r[6]) for r in rows}
+
+    def _watch(self, conn: sqlite3.Connection, check_id: int) -> Watch | None:
+        if self._watches is None:
+            self._load_watches(conn)
+        assert self._watches is not None
+        entry = self._watches.get(check_id)
+        return entry[0] if entry else None
 
     def _save_watch(self, conn: sqlite3.Connection, check: Check, watch: Watch) -> None:
         if check.paused or check.archived:
             deadline = None
         else:
-            rows = conn.execute("SELECT deadline FROM runs WHERE check_id = ? AND ended_at IS NULL"
-                                " AND deadline IS NOT NULL", (check.id,)).fetchall()
-            deadline = codec.to_ts(watching.next_deadline(watch, [codec.from_ts(r[0]) for r in rows]))
+            runs = self.store.open_runs(check.id)
+            deadline = codec.to_ts(watching.next_deadline(watch, [r.deadline for r in runs]))
+        if self._watches is not None and self._watches.get(check.id) == (watch, deadline):
+            return  # most pings move nothing: skip the write
         conn.execute(f"INSERT OR REPLACE INTO watches (check_id, {codec.WATCH_COLUMNS}, next_deadline)"
                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (check.id, *codec.watch_values(watch), deadline))
+        if self._watches is not None:
+            self._watches[check.id] = (watch, deadline)
         if deadline is not None and (self._earliest_written is None or deadline < self._earliest_written):
             self._earliest_written = deadline
 
     def _on_check_changed(self, conn: sqlite3.Connection, check: Check, now: datetime) -> None:
-        previous = self._load_watch(conn, check.id)
-        watch = watching.fresh_watch(check.spec, now, previous)
+        watch = watching.fresh_watch(check.spec, now, self._watch(conn, check.id))
         if check.paused or check.archived:
             watch.next_reminder = None
-        for run in self._open_runs(conn, check.id):
-            self._save_deadline(conn, check, run)
+        for run in self.store.open_runs(check.id):
+            self._set_deadline(conn, check, run)
         self._save_watch(conn, check, watch)
 
-    def _open_runs(self, conn: sqlite3.Connection, check_id: int) -> list[Run]:
-        return [codec.run_from_row(r) for r in conn.execute(
-            f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE check_id = ? AND ended_at IS NULL", (check_id,))]
-
-    def _save_deadline(self, conn: sqlite3.Connection, check: Check, run: Run) -> None:
+    def _set_deadline(self, conn: sqlite3.Connection, check: Check, run: Run) -> None:
+        """Keep a run's stored deadline in step with its steps; written only when it moved."""
         deadline = schedule.run_deadline(check.spec, run) if run.ended_at is None else None
-        conn.execute("UPDATE runs SET deadline = ? WHERE id = ?", (codec.to_ts(deadline), run.id))
+        if deadline != run.deadline:
+            run.deadline = deadline
+            conn.execute("UPDATE runs SET deadline = ? WHERE id = ?", (codec.to_ts(deadline), run.id))
 
     def _on_ping(self, conn: sqlite3.Connection, check: Check, ping: Ping, applied: Applied) -> None:
         if not applied.changed:
             return
         for run in applied.changed:
-            self._save_deadline(conn, check, run)
-        watch = self._load_watch(conn, check.id) or watching.fresh_watch(check.spec, ping.at)
+            self._set_deadline(conn, check, run)
+        watch = self._watch(conn, check.id) or watching.fresh_watch(check.spec, ping.at)
         decision = watching.after_ping(check.spec, watch, applied.changed, ping.at, self.settings.remind_every,
                                        paused=check.paused or check.archived)
         self._write_alerts(conn, check, decision.alerts, ping.body)
@@ -97,6 +109,7 @@ class Scheduler:
         """Give every check without a watch (created before deadlines existed) a fresh expectation."""
 
         def op(conn: sqlite3.Connection) -> None:
+            self._load_watches(conn)
             have = {r[0] for r in conn.execute("SELECT check_id FROM watches")}
             now = self.clock()
             for check_id in self.store.check_ids():
@@ -112,14 +125,14 @@ class Scheduler:
         alerts = 0
         for check_id in check_ids:
             check = self.store.check_by_id(check_id)
-            watch = self._load_watch(conn, check_id)
+            watch = self._watch(conn, check_id)
             if check is None or watch is None:
                 continue
-            open_runs = [r for r in self._open_runs(conn, check_id) if r.state is RunState.RUNNING]
+            open_runs = [r for r in self.store.open_runs(check_id) if r.state is RunState.RUNNING]
             decision = watching.on_due(check_id, check.spec, watch, open_runs, now, self.settings.remind_every)
             for run in decision.runs:
-                save_run(conn, run)
-                self._save_deadline(conn, check, run)
+                run.deadline = schedule.run_deadline(check.spec, run) if run.ended_at is None else None
+                self.store.save_run(conn, run)
             self._write_alerts(conn, check, decision.alerts, self._last_output(conn, decision))
             self._save_watch(conn, check, decision.watch)
             alerts += len(decision.alerts)

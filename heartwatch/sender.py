@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from heartwatch import notify
@@ -28,9 +29,10 @@ _NOTIFY_TYPE = {"recovered": "success", "too_fast": "warning", "reminder": "warn
 
 class Sender:
     def __init__(self, store: Store, clock: Clock, deliver: Deliver = notify.deliver_async,
-                 concurrency: int = 32, timeout: float = notify.DEFAULT_TIMEOUT) -> None:
+                 concurrency: int = 32, timeout: float = notify.DEFAULT_TIMEOUT,
+                 retry_first: timedelta = notify.FIRST_RETRY) -> None:
         self.store, self.clock, self.deliver = store, clock, deliver
-        self.timeout = timeout
+        self.timeout, self.retry_first = timeout, retry_first
         self._limit = asyncio.Semaphore(concurrency)
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -85,7 +87,7 @@ class Sender:
             fields = {"gave_up_at": at, "next_attempt_at": None, "last_error": error}
             log.error("alert delivery %d given up after %d attempts: %s", delivery_id, attempt, error)
         else:
-            retry = now + notify.backoff(attempt)
+            retry = now + notify.backoff(attempt, self.retry_first)
             fields = {"next_attempt_at": retry.timestamp(), "last_error": error}
             log.warning("alert delivery %d failed (attempt %d), retrying at %s: %s",
                         delivery_id, attempt, retry.isoformat(timespec="seconds"), error)

@@ -16,6 +16,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import click
 import uvicorn
@@ -40,6 +41,18 @@ def run_server(settings: Settings) -> int:
         return 0
 
 
+class _Server(uvicorn.Server):
+    """uvicorn (>= 0.29) re-raises a captured SIGTERM/SIGINT once it has shut down; SIGTERM's default action
+    would then kill the process before the scheduler stops and the database is closed. We do our own clean
+    exit (status 0) instead, so the signal is handled here and not raised again."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
+
+
 async def open_store(settings: Settings) -> Store:
     store = Store(settings.db, retention=settings.retention)
     await store.open(settings.ping_key)
@@ -53,9 +66,10 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         click.echo(f"heartwatch: cannot open the database {settings.db}: {e}", err=True)
         return 1
     hub = Hub(settings=settings, store=store, clock=clock)
-    sender = Sender(store, clock)
+    sender = Sender(store, clock, retry_first=settings.retry_first)
     scheduler = Scheduler(settings, store, clock, on_alerts=sender.wake)
     hub.ping_listeners.append(scheduler.ping_listener)
+    hub.change_listeners.append(scheduler.wake)  # an API change may move a deadline earlier
     try:
         _report_bad_targets(settings)
         report = await store.sync_config(settings.checks, clock())
@@ -66,7 +80,7 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         app = create_app(hub)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                                 access_log=False, lifespan="off", server_header=False)
-        server = uvicorn.Server(config)
+        server = _Server(config)
         _install_reload(hub, scheduler.wake)
         _announce(hub)
         scheduler.start()

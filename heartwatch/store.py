@@ -61,13 +61,17 @@ class Store:
     def __init__(self, path: Path, retention: int = 1000) -> None:
         self.path = path
         self.retention = retention
-        self.writer = Writer(path, on_failure=self._load_checks)
+        self.writer = Writer(path, on_failure=self._load_state)
         self._reader: aiosqlite.Connection | None = None
         # Writer-thread state: the check index, rebuilt from disk after any rollback.
         self._by_id: dict[int, Check] = {}
         self._by_uuid: dict[str, Check] = {}
         self._by_slug: dict[str, Check] = {}
         self._since_prune: dict[int, int] = {}
+        # Open runs by check: every ping needs them, so they are kept here instead of read and decoded each time.
+        self._open: dict[int, list[Run]] = {}
+        #: Called on the writer thread after the state above is (re)loaded, e.g. after a rolled-back batch.
+        self.reload_hooks: list[Callable[[sqlite3.Connection], None]] = []
         self._ping_key = ""
         self.ping_hooks: list[PingHook] = []
         self.check_hooks: list[CheckHook] = []
@@ -79,7 +83,7 @@ class Store:
         await self.writer.start()
         await self.writer.call(migrate)
         self._ping_key = await self.writer.call(lambda c: self._ensure_ping_key(c, ping_key))
-        await self.writer.call(self._load_checks)
+        await self.writer.call(self._load_state)
         self._reader = await aiosqlite.connect(self.path)
         await self._reader.execute("PRAGMA query_only=1")
 
@@ -105,11 +109,33 @@ class Store:
         conn.execute("INSERT INTO meta VALUES ('ping_key', ?)", (key,))
         return key
 
-    def _load_checks(self, conn: sqlite3.Connection) -> None:
+    def _load_state(self, conn: sqlite3.Connection) -> None:
+        """(Re)build the writer's in-memory state from the database: at start and after a rollback."""
         checks = [codec.check_from_row(r) for r in conn.execute(f"SELECT {CHECK_COLUMNS} FROM checks")]
         self._by_id = {c.id: c for c in checks}
         self._by_uuid = {c.uuid: c for c in checks}
         self._by_slug = {c.slug: c for c in checks}
+        self._open = {}
+        for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL"):
+            run = codec.run_from_row(row)
+            self._open.setdefault(run.check_id, []).append(run)
+        for hook in self.reload_hooks:
+            hook(conn)
+
+    def open_runs(self, check_id: int) -> list[Run]:
+        """A check's open runs (running, or timed out awaiting a late finish). Writer thread only."""
+        return self._open.get(check_id, [])
+
+    def save_run(self, conn: sqlite3.Connection, run: Run) -> None:
+        """Write a run and keep the open-run index in step. Writer thread only."""
+        save_run(conn, run)
+        others = [r for r in self._open.get(run.check_id, []) if r.id != run.id]
+        if run.ended_at is None:
+            others.append(run)
+        if others:
+            self._open[run.check_id] = others
+        else:
+            self._open.pop(run.check_id, None)
 
     def _index(self, check: Check) -> None:
         self._by_id[check.id] = check
@@ -204,13 +230,11 @@ class Store:
             if check is None:
                 if not (req.create and req.slug and req.ping_key == self._ping_key):
                     return PingResult(PingOutcome.NOT_FOUND)
-                check = self._insert_check(conn, CheckSpec(slug=req.slug), "ping", ping.at)
+                check = self._insert_check(conn, req.create_spec or CheckSpec(slug=req.slug), "ping", ping.at)
                 outcome = PingOutcome.CREATED
-            open_runs = [codec.run_from_row(r) for r in conn.execute(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE check_id = ? AND ended_at IS NULL", (check.id,))]
-            applied = apply_ping(check.id, check.spec, open_runs, ping)
+            applied = apply_ping(check.id, check.spec, self.open_runs(check.id), ping)
             for run in applied.changed:
-                save_run(conn, run)
+                self.save_run(conn, run)
             self._insert_event(conn, check.id, applied.run, ping)
             for hook in self.ping_hooks:
                 hook(conn, check, ping, applied)
@@ -234,6 +258,60 @@ class Store:
         conn.execute(
             "DELETE FROM events WHERE check_id = ? AND id < (SELECT id FROM events WHERE check_id = ?"
             " ORDER BY id DESC LIMIT 1 OFFSET ?)", (check_id, check_id, self.retention - 1))
+
+    # --- API writes -----------------------------------------------------------------------------------
+    # The write API's operations. Each decides and writes in one writer operation, so two requests for one
+    # slug cannot both create it. Config checks (source "config") are read-only here: the next start or
+    # SIGHUP would silently overwrite an API change with the file's version. Pausing goes through
+    # `set_paused` above, which config checks allow.
+
+    async def api_save_check(self, slug: str, build: Callable[[CheckSpec | None], CheckSpec], now: datetime,
+                             create: bool = True) -> ApiWrite:
+        """Create (if `create`) or replace a check's spec with `build(current spec, or None if new)`.
+
+        What `build` raises comes back as a REJECTED outcome carrying the error, not as an exception of
+        the operation: a failed operation would roll back and re-run the pings sharing its transaction.
+        An archived check is brought back by a create (history kept), and is not found by an update.
+        """
+
+        def op(conn: sqlite3.Connection) -> ApiWrite:
+            check = self._by_slug.get(slug)
+            if check is not None and check.source == "config" and not check.archived:
+                return ApiWrite(ApiOutcome.READ_ONLY, check)
+            if check is None or (check.archived and not create):
+                if not create:
+                    return ApiWrite(ApiOutcome.NOT_FOUND, check)
+                try:
+                    spec = build(None)
+                except Exception as e:
+                    return ApiWrite(ApiOutcome.REJECTED, None, e)
+                return ApiWrite(ApiOutcome.CREATED, self._insert_check(conn, spec, "api", now))
+            try:
+                spec = build(None if check.archived else check.spec)
+            except Exception as e:
+                return ApiWrite(ApiOutcome.REJECTED, check, e)
+            if spec == check.spec and check.source == "api" and not check.archived:
+                return ApiWrite(ApiOutcome.UPDATED, check)  # unchanged: keep the scheduler's expectation
+            return ApiWrite(ApiOutcome.UPDATED, self._update_check(conn, check, spec, "api", now))
+
+        return await self.writer.submit(op)
+
+    async def api_archive(self, slug: str, now: datetime) -> ApiWrite:
+        """Archive a check as the config does for a removed table: no longer listed or alerted, history kept."""
+
+        def op(conn: sqlite3.Connection) -> ApiWrite:
+            check = self._by_slug.get(slug)
+            if check is None:
+                return ApiWrite(ApiOutcome.NOT_FOUND)
+            if check.source == "config" and not check.archived:
+                return ApiWrite(ApiOutcome.READ_ONLY, check)
+            if not check.archived:
+                conn.execute("UPDATE checks SET archived_at = ? WHERE id = ?", (now.timestamp(), check.id))
+                check.archived = True
+                self._changed(conn, check, now)
+            return ApiWrite(ApiOutcome.ARCHIVED, check)
+
+        return await self.writer.submit(op)
 
     # --- reads ----------------------------------------------------------------------------------------
 
@@ -297,9 +375,28 @@ def save_run(conn: sqlite3.Connection, run: Run) -> None:
     if run.id is None:
         cur = conn.execute(
             "INSERT INTO runs (check_id, rid, state, started_at, ended_at, exit_code, steps, flags, last_step,"
-            " last_step_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            " last_step_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
         run.id = cur.lastrowid
     else:
         conn.execute(
             "UPDATE runs SET check_id = ?, rid = ?, state = ?, started_at = ?, ended_at = ?, exit_code = ?,"
-            " steps = ?, flags = ?, last_step = ?, last_step_at = ? WHERE id = ?", (*values, run.id))
+            " steps = ?, flags = ?, last_step = ?, last_step_at = ?, deadline = ? WHERE id = ?", (*values, run.id))
+
+
+# --- API writes: what the operations above return ----------------------------------------------------------
+
+
+class ApiOutcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    ARCHIVED = "archived"
+    NOT_FOUND = "not_found"
+    READ_ONLY = "read_only"  # a config check: change it in the file
+    REJECTED = "rejected"  # the new settings were refused; `error` says why
+
+
+@dataclass
+class ApiWrite:
+    outcome: ApiOutcome
+    check: Check | None = None
+    error: Exception | None = None

@@ -2,8 +2,8 @@
 
 Callers hand in an operation (a function of the sqlite3 connection). Operations that arrive while a
 commit is under way wait and then go together in the next transaction, so N concurrent pings cost one
-fsync, not N (group commit). Each operation runs inside a savepoint: one that raises is rolled back and
-gets its exception, the rest of its batch still commits. A caller's await returns only after COMMIT.
+fsync, not N (group commit). One operation that raises gets its exception; the rest of its batch still
+commits. A caller's await returns only after COMMIT.
 
 The connection lives on one dedicated thread. aiosqlite hops to its thread once per statement and has
 no public way to run a whole batch there; one hop per batch is what makes group commit cheap.
@@ -92,34 +92,38 @@ class Writer:
                 fut.set_exception(value)
 
     def _run_batch(self, ops: list[Operation]) -> list[tuple[bool, Any]]:
+        """All operations in one transaction. If one raises, the batch is rolled back and each operation is
+        re-run in a transaction of its own, so the others still land and only the bad one gets its error.
+        (Cheaper than a savepoint around every operation: failures are rare, pings are not.)"""
+        try:
+            results = [(True, value) for value in self._transaction(ops)]
+        except Exception:
+            if len(ops) == 1:
+                raise
+            results = []
+            for op in ops:
+                try:
+                    results.append((True, self._transaction([op])[0]))
+                except Exception as e:
+                    results.append((False, e))
+        self.batches += 1
+        self.operations += len(ops)
+        return results
+
+    def _transaction(self, ops: list[Operation]) -> list[Any]:
         conn = self._conn
         assert conn is not None
-        results: list[tuple[bool, Any]] = []
-        failed = False
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op in ops:
-                conn.execute("SAVEPOINT op")
-                try:
-                    results.append((True, op(conn)))
-                    conn.execute("RELEASE op")
-                except Exception as e:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((False, e))
-                    failed = True
+            values = [op(conn) for op in ops]
             conn.execute("COMMIT")
+            return values
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if self._on_failure:
-                self._on_failure(conn)
+                self._on_failure(conn)  # in-memory state may hold what was just rolled back
             raise
-        if failed and self._on_failure:
-            self._on_failure(conn)
-        self.batches += 1
-        self.operations += len(ops)
-        return results
 
     async def close(self) -> None:
         """Finish what is queued, then close the connection (checkpointing the WAL)."""

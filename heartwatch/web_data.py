@@ -1,0 +1,241 @@
+"""What the status pages show, gathered from the store into plain values the templates only lay out.
+
+The reads the store has no method for (recent runs of every check in one query, alerts, the change
+token for live refresh) are SQL here, on the store's read connection; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from heartwatch import codec
+from heartwatch.codec import RUN_COLUMNS, from_ts
+from heartwatch.model import BAD_STATES, Check, CheckStatus, Run, RunFlag, RunState, Watch
+from heartwatch.schedule import next_expected_start
+from heartwatch.status import check_status
+from heartwatch.store import Store
+
+#: Runs drawn in the overview's strip per check.
+STRIP_RUNS = 30
+#: Overview order: what needs attention first.
+SEVERITY = {CheckStatus.DOWN: 0, CheckStatus.LATE: 1, CheckStatus.RUNNING: 2, CheckStatus.NEW: 3,
+            CheckStatus.UP: 4, CheckStatus.PAUSED: 5}
+#: Counted at the top of the overview, in this order.
+COUNTED = (CheckStatus.UP, CheckStatus.RUNNING, CheckStatus.LATE, CheckStatus.DOWN, CheckStatus.PAUSED,
+           CheckStatus.NEW)
+
+# Part of the live-refresh token: a restarted server must not answer "unchanged" to a page that saw
+# the previous process's data, even if SQLite's data_version happens to repeat.
+_PROCESS_NONCE = secrets.token_hex(4)
+#: Pages show coarse relative times ("3 min ago") and statuses that turn late with the clock: a page
+#: whose data did not change is still re-rendered this often.
+CLOCK_GRAIN_S = 10
+
+_R_COLUMNS = ", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))
+
+
+@dataclass
+class CheckRow:
+    check: Check
+    status: CheckStatus
+    runs: list[Run]  # newest first
+    expected_at: datetime | None  # next expected start, when known
+
+    @property
+    def last_run(self) -> Run | None:
+        return self.runs[0] if self.runs else None
+
+
+@dataclass
+class Overview:
+    rows: list[CheckRow]  # filtered, down first
+    counts: dict[CheckStatus, int]  # over all checks, before filtering
+    total: int
+    tags: list[str]
+    tag: str | None
+    status: CheckStatus | None
+
+    @property
+    def title(self) -> str:
+        """The browser tab says what needs attention, so a pinned tab is a monitor of its own."""
+        bad = [f"{self.counts[s]} {s.value}" for s in (CheckStatus.DOWN, CheckStatus.LATE) if self.counts[s]]
+        return f"{', '.join(bad)} · heartwatch" if bad else "heartwatch"
+
+
+@dataclass
+class ChainItem:
+    """One link of a run's job chain as the run page and the runs table draw it."""
+
+    name: str
+    kind: str  # start | step | end
+    state: str  # done | stopped | pending | skipped | failed
+    at: datetime | None = None
+    since_previous: timedelta | None = None
+    allowed: timedelta | None = None  # the step's declared `max`
+    flags: list[RunFlag] = field(default_factory=list)
+
+
+async def change_token(store: Store, now: datetime) -> str:
+    """An ETag for live refresh: changes whenever any write commits, and with the clock's grain."""
+    rows = await store.fetchall("PRAGMA data_version")
+    return f'"{_PROCESS_NONCE}-{rows[0][0]}-{int(now.timestamp()) // CLOCK_GRAIN_S}"'
+
+
+async def recent_runs(store: Store, limit: int) -> dict[int, list[Run]]:
+    """The newest `limit` runs of every live check, newest first, in one query (the index does the limit)."""
+    rows = await store.fetchall(
+        f"SELECT {_R_COLUMNS} FROM checks c JOIN runs r ON r.id IN"
+        " (SELECT id FROM runs WHERE check_id = c.id ORDER BY id DESC LIMIT ?)"
+        " WHERE c.archived_at IS NULL ORDER BY r.id DESC", (limit,))
+    out: dict[int, list[Run]] = {}
+    for row in rows:
+        run = codec.run_from_row(row)
+        out.setdefault(run.check_id, []).append(run)
+    return out
+
+
+def expected_start(check: Check, watch: Watch | None, last_run: Run | None, now: datetime) -> datetime | None:
+    """The next expected start: the scheduler's, or for display only an estimate until it has written one."""
+    if watch is not None and watch.expected_at is not None:
+        return watch.expected_at
+    if check.paused or check.archived:
+        return None
+    if check.spec.schedule is not None:
+        return next_expected_start(check.spec, now)
+    if check.spec.period is not None and last_run is not None and last_run.state is not RunState.MISSED:
+        return last_run.started_at + check.spec.period
+    return None
+
+
+def status_of(check: Check, last_run: Run | None, watch: Watch | None, now: datetime) -> CheckStatus:
+    # Only the scheduler's own expectation can make a check late: an estimate could be wrong.
+    if watch is None:
+        return check_status(check, last_run, now)
+    return check_status(check, last_run, now, watch.expected_at, watch.start_deadline)
+
+
+async def overview(store: Store, now: datetime, tag: str | None, status: str | None) -> Overview:
+    checks = await store.checks()
+    runs = await recent_runs(store, STRIP_RUNS)
+    watches = await store.watches()
+    rows = []
+    for check in checks:
+        check_runs = runs.get(check.id, [])
+        last = check_runs[0] if check_runs else None
+        watch = watches.get(check.id)
+        rows.append(CheckRow(check, status_of(check, last, watch, now), check_runs,
+                             expected_start(check, watch, last, now)))
+    counts = {s: 0 for s in COUNTED}
+    for row in rows:
+        counts[row.status] += 1
+    tags = sorted({t for c in checks for t in c.spec.tags})
+    # An unknown status in the URL (a typo, an old bookmark) shows everything rather than an error.
+    wanted = next((s for s in CheckStatus if s.value == status), None)
+    tag = tag or None
+    shown = [r for r in rows if (tag is None or tag in r.check.spec.tags) and (wanted is None or r.status is wanted)]
+    shown.sort(key=lambda r: (SEVERITY[r.status], r.check.spec.display_name.lower()))
+    return Overview(shown, counts, len(rows), tags, tag, wanted)
+
+
+def stopped_at(run: Run | None) -> tuple[str, datetime] | None:
+    """Where an unfinished or bad run stopped: its last step (or its start) and when."""
+    if run is None or not (run.state in BAD_STATES or run.state is RunState.RUNNING):
+        return None
+    if run.state is RunState.MISSED:
+        return None
+    last = run.last_step
+    if last is not None:
+        return last.name, last.at
+    return "start", run.started_at
+
+
+def chain(check: Check, run: Run, now: datetime) -> list[ChainItem]:
+    """The run's chain: start, each step seen (in arrival order), declared steps it never reached, the end."""
+    spec = check.spec
+    bad_or_open = run.state in BAD_STATES or run.state is RunState.RUNNING
+    items: list[ChainItem] = []
+    if run.state is RunState.MISSED:
+        return [ChainItem("start", "start", "stopped", run.started_at)]
+    seen_start = RunFlag.START_NOT_SEEN not in run.flags
+    items.append(ChainItem("start", "start", "done" if seen_start else "skipped",
+                           run.started_at if seen_start else None))
+    previous = run.started_at
+    seen: set[str] = set()
+    for mark in run.steps:
+        index = spec.step_index(mark.name)
+        allowed = spec.steps[index].max if index is not None else None
+        items.append(ChainItem(mark.name, "step", "done", mark.at, mark.at - previous, allowed, list(mark.flags)))
+        previous = mark.at
+        seen.add(mark.name)
+    if bad_or_open:
+        # The last thing that happened is where it stopped (or, for a running run, where it is now).
+        last_done = next((i for i in reversed(items) if i.state == "done"), None)
+        if last_done is not None:
+            last_done.state = "stopped"
+    for step in spec.steps:
+        if step.name not in seen:
+            items.append(ChainItem(step.name, "step", "pending" if bad_or_open else "skipped", allowed=step.max))
+    if run.ended_at is not None and run.state is not RunState.INTERRUPTED:
+        failed = run.state is RunState.FAILED
+        items.append(ChainItem("fail" if failed else "finish", "end", "failed" if failed else "done", run.ended_at,
+                               run.ended_at - previous))
+    elif run.state is RunState.INTERRUPTED:
+        items.append(ChainItem("interrupted by a new start", "end", "done", run.ended_at))
+    else:
+        items.append(ChainItem("finish", "end", "pending", None, None, spec.max_runtime))
+    return items
+
+
+async def alerts(store: Store, check_id: int, limit: int = 20, run_id: int | None = None) -> list[dict[str, Any]]:
+    """Alerts the scheduler recorded for a check (or one run), newest first."""
+    where, params = ("check_id = ?", (check_id,)) if run_id is None else ("check_id = ? AND run_id = ?",
+                                                                         (check_id, run_id))
+    rows = await store.fetchall(f"SELECT id, run_id, kind, title, body, created_at FROM alerts WHERE {where}"
+                                " ORDER BY id DESC LIMIT ?", (*params, limit))
+    return [{"id": r[0], "run_id": r[1], "kind": r[2], "title": r[3], "body": r[4], "at": from_ts(r[5])}
+            for r in rows]
+
+
+@dataclass
+class EventView:
+    """A ping as the event log shows it; the body is text (bad UTF-8 replaced), escaped by the template."""
+
+    id: int
+    run_id: int | None
+    at: datetime
+    kind: str
+    step: str | None
+    rid: str | None
+    exit_code: int | None
+    body: str
+    remote_addr: str | None
+    user_agent: str | None
+    method: str | None
+
+    #: Bodies longer than this (or with more lines) are collapsed behind their first line.
+    LONG_CHARS = 300
+    LONG_LINES = 6
+
+    @property
+    def is_long(self) -> bool:
+        return len(self.body) > self.LONG_CHARS or self.body.count("\n") >= self.LONG_LINES
+
+    @property
+    def summary(self) -> str:
+        first = self.body.strip().splitlines()[0] if self.body.strip() else ""
+        return first[:120] + ("…" if len(first) > 120 else "")
+
+
+def event_views(events: list[dict[str, Any]]) -> list[EventView]:
+    out = []
+    for e in events:
+        body: bytes | None = e["body"]
+        at = from_ts(e["at"])
+        assert at is not None
+        out.append(EventView(e["id"], e["run_id"], at, e["kind"], e["step"], e["rid"], e["exit_code"],
+                             body.decode("utf-8", "replace") if body else "", e["remote_addr"], e["user_agent"],
+                             e["method"]))
+    return out

@@ -1,0 +1,375 @@
+"""Scheduler and Sender on a real Store (temporary database) with a clock the test moves; no sleeping.
+
+The Scheduler's deadlines and outbox rows, and the Sender's deliveries to real receivers on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from receivers import HttpReceiver, SilentPort, free_port
+
+from heartwatch import notify
+from heartwatch.config import Settings
+from heartwatch.model import Check, CheckSpec, Ping, PingKind, StepSpec
+from heartwatch.pings import PingRequest
+from heartwatch.scheduler import DUE_BATCH, Scheduler
+from heartwatch.sender import Sender
+from heartwatch.store import Store
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+class FakeClock:
+    """The time is what the test says it is."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.now += delta
+        return self.now
+
+
+@dataclass
+class World:
+    path: Path
+    clock: FakeClock
+    settings: Settings
+    store: Store
+    scheduler: Scheduler
+
+    async def reopen(self) -> None:
+        """A restart: close the database, open it again with a new Store and Scheduler."""
+        await self.store.close()
+        self.store = Store(self.path)
+        await self.store.open()
+        self.scheduler = Scheduler(self.settings, self.store, self.clock)
+        await self.scheduler.prepare()
+
+    async def add(self, specs: dict[str, CheckSpec] | CheckSpec) -> None:
+        if isinstance(specs, CheckSpec):
+            specs = {specs.slug: specs}
+        await self.store.sync_config(specs, self.clock())
+
+    async def check(self, slug: str) -> Check:
+        check = await self.store.check(slug)
+        assert check is not None
+        return check
+
+    async def ping(self, slug: str, kind: PingKind, step: str | None = None, exit_code: int | None = None,
+                   rid: str | None = None, body: bytes = b"") -> None:
+        check = await self.check(slug)
+        req = PingRequest(kind=kind, uuid=check.uuid, step=step, rid=rid, exit_code=exit_code)
+        await self.store.record_ping(req, Ping(kind=kind, at=self.clock(), step=step, rid=rid, exit_code=exit_code,
+                                               body=body))
+
+    async def alerts(self, slug: str | None = None) -> list[tuple[str, str, str]]:
+        """(slug, kind, title) of every alert row, oldest first."""
+        rows = await self.store.fetchall(
+            "SELECT c.slug, a.kind, a.title FROM alerts a JOIN checks c ON c.id = a.check_id ORDER BY a.id")
+        return [tuple(r) for r in rows if slug is None or r[0] == slug]  # type: ignore[misc]
+
+    async def deliveries(self) -> list[dict[str, Any]]:
+        keys = ("id", "target", "attempts", "next_attempt_at", "delivered_at", "gave_up_at", "last_error")
+        rows = await self.store.fetchall(f"SELECT {', '.join(keys)} FROM deliveries ORDER BY id")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def attempts(self) -> list[tuple[int, int, str | None]]:
+        rows = await self.store.fetchall("SELECT delivery_id, ok, error FROM delivery_attempts ORDER BY id")
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    async def next_deadline(self, slug: str) -> datetime | None:
+        check = await self.check(slug)
+        [(ts,)] = await self.store.fetchall("SELECT next_deadline FROM watches WHERE check_id = ?", (check.id,))
+        return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+async def open_world(tmp_path: Path, alert_urls: tuple[str, ...] = (), remind_every: timedelta = timedelta(0)
+                     ) -> World:
+    clock = FakeClock()
+    settings = Settings(db=tmp_path / "hw.db", alert_urls=alert_urls, remind_every=remind_every,
+                        base_url="http://hw.test")
+    store = Store(settings.db)
+    await store.open()
+    return World(settings.db, clock, settings, store, Scheduler(settings, store, clock))
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    w = await open_world(tmp_path)
+    try:
+        yield w
+    finally:
+        await w.store.close()
+
+
+HOURLY = CheckSpec(slug="hourly", period=HOUR, start_grace=timedelta(minutes=5))
+BACKUP = CheckSpec(slug="backup", max_runtime=2 * HOUR,
+                   steps=(StepSpec("dump"), StepSpec("upload", timedelta(minutes=45))))
+
+
+# --- deadlines and the outbox ---------------------------------------------------------------------------------
+
+
+async def test_a_missed_start_writes_one_alert_row_with_a_delivery_per_target(tmp_path: Path) -> None:
+    w = await open_world(tmp_path, alert_urls=("json://127.0.0.1:9/a",))
+    try:
+        await w.add(CheckSpec(slug="hourly", period=HOUR, start_grace=timedelta(minutes=5),
+                              alerts=("json://127.0.0.1:9/b", "json://127.0.0.1:9/a")))
+        assert await w.next_deadline("hourly") == T0 + HOUR + timedelta(minutes=5)
+
+        assert await w.scheduler.run_due(T0 + HOUR + timedelta(minutes=4)) == 0
+        assert await w.scheduler.run_due(T0 + HOUR + timedelta(minutes=5)) == 1
+        assert await w.scheduler.run_due(T0 + HOUR + timedelta(minutes=6)) == 0
+
+        assert await w.alerts() == [("hourly", "missed", "DOWN hourly: did not start")]
+        assert [d["target"] for d in await w.deliveries()] == ["json://127.0.0.1:9/a", "json://127.0.0.1:9/b"]
+        [(body,)] = await w.store.fetchall("SELECT body FROM alerts")
+        assert "http://hw.test/checks/hourly/runs/" in body
+        runs = await w.store.runs((await w.check("hourly")).id)
+        assert [r.state.value for r in runs] == ["missed"]
+    finally:
+        await w.store.close()
+
+
+async def test_a_run_that_stops_at_a_step_times_out_once_naming_it(world: World) -> None:
+    await world.add(BACKUP)
+    await world.ping("backup", PingKind.START)
+    world.clock.advance(timedelta(minutes=10))
+    await world.ping("backup", PingKind.STEP, step="dump", body=b"dumping table users")
+    assert await world.next_deadline("backup") == T0 + timedelta(minutes=55)
+
+    for minutes in (54, 55, 56, 120, 121, 600):
+        await world.scheduler.run_due(T0 + timedelta(minutes=minutes))
+    assert await world.alerts() == [("backup", "timed_out", 'DOWN backup: timed out at step "dump"')]
+    [(body,)] = await world.store.fetchall("SELECT body FROM alerts")
+    assert "dumping table users" in body  # the output tail of the step it stopped at
+    assert await world.next_deadline("backup") is None
+
+
+async def test_ping_alerts_are_written_in_the_pings_transaction(world: World) -> None:
+    await world.add(BACKUP)
+    await world.ping("backup", PingKind.FAIL, exit_code=3, body=b"disk full")
+    world.clock.advance(timedelta(minutes=1))
+    await world.ping("backup", PingKind.SUCCESS, exit_code=0)
+    assert await world.alerts() == [("backup", "failed", "DOWN backup: failed with exit status 3"),
+                                     ("backup", "recovered", "UP backup: recovered after 1m down")]
+    assert await world.scheduler.run_due(T0 + 100 * HOUR) == 0
+
+
+async def test_the_clock_moving_forward_then_back_makes_no_duplicates(world: World) -> None:
+    await world.add(HOURLY)
+    assert await world.scheduler.run_due(T0 + 3 * HOUR) == 1  # 1h and 2h coalesced into one missed
+    assert await world.scheduler.run_due(T0 + 30 * timedelta(minutes=1)) == 0  # NTP stepped back
+    assert await world.scheduler.run_due(T0 + 3 * HOUR) == 0
+    assert await world.scheduler.run_due(T0 + 2 * HOUR) == 0
+    assert len(await world.alerts()) == 1
+    assert await world.scheduler.run_due(T0 + 3 * HOUR + timedelta(minutes=5)) == 1  # the 3h slot, once
+    assert len(await world.alerts()) == 2
+
+
+async def test_deadlines_survive_a_restart_and_alert_exactly_once(world: World) -> None:
+    await world.add({"hourly": HOURLY, "backup": BACKUP})
+    await world.ping("backup", PingKind.START)
+    await world.store.close()  # "down" from here
+
+    world.clock.advance(5 * HOUR)
+    await world.reopen()
+    assert await world.scheduler.run_due() == 2  # everything that fell due while down, once
+    assert sorted(kind for _, kind, _ in await world.alerts()) == ["missed", "timed_out"]
+    assert await world.scheduler.run_due() == 0
+
+    await world.reopen()  # and a second restart does not repeat them
+    assert await world.scheduler.run_due() == 0
+    assert len(await world.alerts()) == 2
+
+
+async def test_prepare_gives_checks_without_a_watch_a_fresh_expectation(tmp_path: Path) -> None:
+    store = Store(tmp_path / "hw.db")
+    await store.open()
+    await store.sync_config({"hourly": HOURLY}, T0)  # no scheduler yet: no watch row
+    await store.close()
+    w = await open_world(tmp_path)
+    try:
+        w.clock.advance(HOUR)
+        await w.scheduler.prepare()
+        assert await w.next_deadline("hourly") == T0 + 2 * HOUR + timedelta(minutes=5)
+    finally:
+        await w.store.close()
+
+
+async def test_a_thousand_checks_due_in_the_same_second_each_alert_once(world: World) -> None:
+    n = 2 * DUE_BATCH
+    await world.add({f"c{i}": CheckSpec(slug=f"c{i}", period=timedelta(minutes=1), start_grace=timedelta(0))
+                     for i in range(n)})
+    assert await world.scheduler.run_due(T0 + timedelta(minutes=1)) == n
+    assert await world.scheduler.run_due(T0 + timedelta(minutes=1, seconds=30)) == 0
+    alerts = await world.alerts()
+    assert len(alerts) == n and len({slug for slug, _, _ in alerts}) == n
+
+
+async def test_a_paused_check_has_no_deadline_and_resume_expects_from_now(world: World) -> None:
+    await world.add(HOURLY)
+    await world.store.set_paused("hourly", True, world.clock())
+    assert await world.next_deadline("hourly") is None
+    await world.ping("hourly", PingKind.FAIL, exit_code=1)
+    assert await world.scheduler.run_due(T0 + 10 * HOUR) == 0
+    assert await world.alerts() == []
+
+    world.clock.advance(10 * HOUR)
+    await world.store.set_paused("hourly", False, world.clock())
+    assert await world.next_deadline("hourly") == T0 + 11 * HOUR + timedelta(minutes=5)
+    assert await world.scheduler.run_due(T0 + 11 * HOUR + timedelta(minutes=4)) == 0
+    assert await world.scheduler.run_due(T0 + 11 * HOUR + timedelta(minutes=5)) == 1
+
+
+async def test_reminders_are_persisted_deadlines(tmp_path: Path) -> None:
+    w = await open_world(tmp_path, remind_every=HOUR)
+    try:
+        await w.add(BACKUP)
+        await w.ping("backup", PingKind.FAIL, exit_code=1)
+        assert await w.next_deadline("backup") == T0 + HOUR
+        assert await w.scheduler.run_due(T0 + 3 * HOUR + timedelta(minutes=30)) == 1  # one, not three
+        assert await w.next_deadline("backup") == T0 + 4 * HOUR
+        assert [k for _, k, _ in await w.alerts()] == ["failed", "reminder"]
+    finally:
+        await w.store.close()
+
+
+# --- the sender --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    r = HttpReceiver().start()
+    yield r
+    r.stop()
+
+
+async def alert_world(tmp_path: Path, urls: tuple[str, ...], alerts: int = 1) -> World:
+    """A world with `alerts` failed checks in the outbox, addressed to `urls`."""
+    w = await open_world(tmp_path, alert_urls=urls)
+    await w.add({f"job{i}": CheckSpec(slug=f"job{i}") for i in range(alerts)})
+    for i in range(alerts):
+        await w.ping(f"job{i}", PingKind.FAIL, exit_code=i + 1)
+    return w
+
+
+async def test_the_sender_delivers_and_records_the_attempt(tmp_path: Path, receiver: HttpReceiver) -> None:
+    w = await alert_world(tmp_path, (receiver.url("hw"),))
+    try:
+        sender = Sender(w.store, w.clock, timeout=5)
+        assert await sender.send_due() == 1
+        await sender.drain()
+
+        [(path, payload)] = receiver.received
+        assert path == "/hw"
+        assert payload["title"] == "DOWN job0: failed with exit status 1"
+        assert "Exit status: 1" in payload["message"]
+        assert payload["type"] == "failure"
+        [d] = await w.deliveries()
+        assert (d["attempts"], d["next_attempt_at"], d["delivered_at"]) == (1, None, T0.timestamp())
+        assert await w.attempts() == [(d["id"], 1, None)]
+        assert await sender.send_due() == 0  # delivered means done
+    finally:
+        await w.store.close()
+
+
+async def test_a_refused_target_is_retried_with_backoff_and_every_alert_arrives_once(tmp_path: Path) -> None:
+    down = HttpReceiver()  # not started: the port refuses connections
+    w = await alert_world(tmp_path, (down.url(),), alerts=3)
+    try:
+        sender = Sender(w.store, w.clock, timeout=5)
+        assert await sender.send_due() == 3
+        await sender.drain()
+        for d in await w.deliveries():
+            assert d["attempts"] == 1 and d["delivered_at"] is None
+            assert d["next_attempt_at"] == (T0 + notify.backoff(1)).timestamp()
+            assert d["last_error"] and "connection" in d["last_error"].lower()
+        assert [ok for _, ok, _ in await w.attempts()] == [0, 0, 0]
+        assert all(error for _, _, error in await w.attempts())
+
+        w.clock.advance(notify.backoff(1) - timedelta(seconds=1))
+        assert await sender.send_due() == 0  # not yet
+
+        down.start()
+        try:
+            w.clock.advance(timedelta(seconds=1))
+            assert await sender.send_due() == 3
+            await sender.drain()
+            assert sorted(down.titles()) == [f"DOWN job{i}: failed with exit status {i + 1}" for i in range(3)]
+            w.clock.advance(HOUR)
+            assert await sender.send_due() == 0
+            assert len(down.received) == 3
+        finally:
+            down.stop()
+        assert [d["attempts"] for d in await w.deliveries()] == [2, 2, 2]
+        assert [ok for _, ok, _ in await w.attempts()] == [0, 0, 0, 1, 1, 1]
+    finally:
+        await w.store.close()
+
+
+async def test_a_hanging_target_does_not_delay_another_target(tmp_path: Path, receiver: HttpReceiver) -> None:
+    silent = SilentPort()
+    w = await alert_world(tmp_path, (silent.url(), receiver.url()))
+    try:
+        sender = Sender(w.store, w.clock, timeout=3)
+        assert await sender.send_due() == 2
+        [hanging, good] = await w.deliveries()
+
+        async def good_delivered() -> None:
+            while not receiver.received or (await w.deliveries())[1]["delivered_at"] is None:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(good_delivered(), 30)
+        assert await w.attempts() == [(good["id"], 1, None)]  # while the other one still hangs
+        assert hanging["id"] in sender._in_flight
+
+        await sender.drain()
+        [hanging_after, _] = await w.deliveries()
+        assert hanging_after["attempts"] == 1 and hanging_after["delivered_at"] is None
+        assert hanging_after["next_attempt_at"] is not None
+    finally:
+        silent.close()
+        await w.store.close()
+
+
+async def test_delivery_is_given_up_after_max_attempts(tmp_path: Path) -> None:
+    w = await alert_world(tmp_path, (f"json://127.0.0.1:{free_port()}/hook",))
+    try:
+        sender = Sender(w.store, w.clock, timeout=5)
+        for attempt in range(1, notify.MAX_ATTEMPTS + 1):
+            assert await sender.send_due() == 1, f"attempt {attempt}"
+            await sender.drain()
+            w.clock.advance(notify.backoff(attempt))
+        [d] = await w.deliveries()
+        assert d["attempts"] == notify.MAX_ATTEMPTS
+        assert d["gave_up_at"] is not None and d["next_attempt_at"] is None and d["delivered_at"] is None
+        assert len(await w.attempts()) == notify.MAX_ATTEMPTS
+        w.clock.advance(timedelta(days=30))
+        assert await sender.send_due() == 0
+    finally:
+        await w.store.close()
+
+
+async def test_retry_first_shortens_the_first_wait(tmp_path: Path) -> None:
+    w = await alert_world(tmp_path, (f"json://127.0.0.1:{free_port()}/hook",))
+    try:
+        sender = Sender(w.store, w.clock, timeout=5, retry_first=timedelta(seconds=1))
+        await sender.send_due()
+        await sender.drain()
+        [d] = await w.deliveries()
+        assert d["next_attempt_at"] == (T0 + timedelta(seconds=1)).timestamp()
+    finally:
+        await w.store.close()

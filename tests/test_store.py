@@ -1,0 +1,266 @@
+"""Store on a temporary database: group commit, failure isolation, retention, config sync, the ping key."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from heartwatch.model import Check, CheckSpec, Ping, PingKind, RunState, StepSpec
+from heartwatch.pings import PingRequest
+from heartwatch.store import PRUNE_EVERY, PingOutcome, Store
+
+T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(tmp_path / "hw.db")
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def add_check(store: Store, slug: str = "backup", **kw: object) -> Check:
+    await store.sync_config({slug: CheckSpec(slug=slug, **kw)}, T0)  # type: ignore[arg-type]
+    check = await store.check(slug)
+    assert check is not None
+    return check
+
+
+def ping_of(check: Check, kind: PingKind, at: datetime = T0, **kw: object) -> tuple[PingRequest, Ping]:
+    return PingRequest(kind=kind, uuid=check.uuid), Ping(kind=kind, at=at, **kw)  # type: ignore[arg-type]
+
+
+async def count(store: Store, table: str, check: Check | None = None) -> int:
+    where, params = ("", ()) if check is None else (" WHERE check_id = ?", (check.id,))
+    [(n,)] = await store.fetchall(f"SELECT count(*) FROM {table}{where}", params)
+    return int(n)
+
+
+# --- group commit -------------------------------------------------------------------------------------------
+
+
+async def test_concurrent_pings_share_commits_and_are_all_stored(store: Store) -> None:
+    check = await add_check(store)
+    batches = store.writer.batches
+    n = 200
+    results = await asyncio.gather(*(
+        store.record_ping(*ping_of(check, PingKind.START, T0 + timedelta(seconds=i), rid=f"r{i}"))
+        for i in range(n)))
+    assert all(r.outcome is PingOutcome.RECORDED for r in results)
+    assert store.writer.batches - batches < n  # fewer commits than pings: they shared transactions
+    assert await count(store, "events", check) == n
+    assert await count(store, "runs", check) == n
+    runs = await store.runs(check.id, limit=n)
+    assert {r.rid for r in runs} == {f"r{i}" for i in range(n)}
+    assert all(r.state is RunState.RUNNING for r in runs)
+
+
+async def test_a_ping_is_readable_as_soon_as_record_ping_returns(store: Store) -> None:
+    check = await add_check(store)
+    result = await store.record_ping(*ping_of(check, PingKind.START, body=b"hello", method="POST",
+                                              remote_addr="10.0.0.5", user_agent="curl/8"))
+    assert result.applied is not None and result.applied.run is not None
+    run_id = result.applied.run.id
+    [event] = await store.events(check.id)
+    assert event["run_id"] == run_id and run_id is not None
+    assert (event["kind"], event["body"], event["method"], event["remote_addr"], event["user_agent"]) == (
+        "start", b"hello", "POST", "10.0.0.5", "curl/8")
+
+
+async def test_a_failing_operation_does_not_lose_the_rest_of_its_batch(store: Store) -> None:
+    check = await add_check(store)
+
+    def half_write_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO events (check_id, at, kind) VALUES (?, 0, 'poison')", (check.id,))
+        raise RuntimeError("boom")
+
+    batches = store.writer.batches
+    pings = [store.record_ping(*ping_of(check, PingKind.LOG, T0, body=f"p{i}".encode())) for i in range(20)]
+    results = await asyncio.gather(*pings[:10], store.writer.submit(half_write_then_fail), *pings[10:],
+                                   return_exceptions=True)
+    failure = results.pop(10)
+    assert isinstance(failure, RuntimeError) and str(failure) == "boom"
+    assert all(not isinstance(r, BaseException) and r.outcome is PingOutcome.RECORDED for r in results)
+    assert store.writer.batches - batches < 21  # the failure shared a transaction with pings
+    events = await store.events(check.id)
+    assert sorted(e["body"] for e in events) == sorted(f"p{i}".encode() for i in range(20))
+    assert all(e["kind"] != "poison" for e in events)  # the failing op's own write was rolled back
+    # The store still works afterwards (its in-memory index was rebuilt, not emptied).
+    after = await store.record_ping(*ping_of(check, PingKind.START))
+    assert after.outcome is PingOutcome.RECORDED
+
+
+async def test_unknown_check_is_not_found_and_stores_nothing(store: Store) -> None:
+    req = PingRequest(kind=PingKind.START, uuid="00000000-0000-0000-0000-000000000000")
+    result = await store.record_ping(req, Ping(kind=PingKind.START, at=T0))
+    assert result.outcome is PingOutcome.NOT_FOUND
+    assert await count(store, "events") == 0 and await count(store, "runs") == 0
+
+
+async def test_slug_ping_needs_the_right_key_and_create_makes_the_check(store: Store) -> None:
+    key = store.ping_key
+    start = Ping(kind=PingKind.START, at=T0)
+    wrong = await store.record_ping(PingRequest(kind=PingKind.START, ping_key="nope", slug="new", create=True), start)
+    assert wrong.outcome is PingOutcome.NOT_FOUND
+    no_create = await store.record_ping(PingRequest(kind=PingKind.START, ping_key=key, slug="new"), start)
+    assert no_create.outcome is PingOutcome.NOT_FOUND
+    created = await store.record_ping(PingRequest(kind=PingKind.START, ping_key=key, slug="new", create=True), start)
+    assert created.outcome is PingOutcome.CREATED
+    again = await store.record_ping(PingRequest(kind=PingKind.SUCCESS, ping_key=key, slug="new", create=True),
+                                    Ping(kind=PingKind.SUCCESS, at=T0 + timedelta(minutes=1)))
+    assert again.outcome is PingOutcome.RECORDED
+    check = await store.check("new")
+    assert check is not None and check.source == "ping"
+    [run] = await store.runs(check.id)
+    assert (run.state, run.duration) == (RunState.OK, timedelta(minutes=1))
+
+
+# --- retention ------------------------------------------------------------------------------------------------
+
+
+async def test_retention_prunes_a_checks_events_to_the_limit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "hw.db", retention=10)
+    await store.open()
+    try:
+        check = await add_check(store, "busy")
+        other = await add_check(store, "quiet")
+        await store.record_ping(*ping_of(other, PingKind.LOG, body=b"keep me"))
+        n = PRUNE_EVERY * 2 + 5
+        # Concurrent, so they share commits; the writer applies them in the order they were submitted.
+        await asyncio.gather(*(store.record_ping(*ping_of(check, PingKind.LOG, T0 + timedelta(seconds=i),
+                                                          body=f"{i}".encode())) for i in range(n)))
+        kept = await store.events(check.id, limit=1000)
+        # Pruned at every PRUNE_EVERY-th event down to the limit, then 5 more arrived.
+        assert len(kept) == 10 + 5
+        assert [int(e["body"]) for e in kept] == list(range(n - 1, n - 16, -1))  # the newest, newest first
+        assert [e["body"] for e in await store.events(other.id)] == [b"keep me"]  # per check
+    finally:
+        await store.close()
+
+
+async def test_events_under_the_limit_are_never_pruned(tmp_path: Path) -> None:
+    store = Store(tmp_path / "hw.db", retention=PRUNE_EVERY * 3)
+    await store.open()
+    try:
+        check = await add_check(store)
+        await asyncio.gather(*(store.record_ping(*ping_of(check, PingKind.LOG)) for _ in range(PRUNE_EVERY * 2)))
+        assert await count(store, "events", check) == PRUNE_EVERY * 2
+    finally:
+        await store.close()
+
+
+# --- config sync -------------------------------------------------------------------------------------------------
+
+
+async def test_sync_config_upserts_by_slug_and_archives_removed_checks(store: Store) -> None:
+    a1 = CheckSpec(slug="a", schedule="0 2 * * *")
+    b = CheckSpec(slug="b", period=timedelta(hours=1))
+    report = await store.sync_config({"a": a1, "b": b}, T0)
+    assert (sorted(report.created), report.updated, report.archived) == (["a", "b"], [], [])
+    a_before, b_before = await store.check("a"), await store.check("b")
+    assert a_before is not None and b_before is not None
+    assert (a_before.source, a_before.archived) == ("config", False)
+    await store.record_ping(*ping_of(b_before, PingKind.START))  # history that must survive archiving
+
+    unchanged = await store.sync_config({"a": a1, "b": b}, T0)
+    assert (unchanged.created, unchanged.updated, unchanged.archived) == ([], [], [])
+
+    a2 = CheckSpec(slug="a", schedule="30 3 * * *", steps=(StepSpec("dump"),))
+    c = CheckSpec(slug="c")
+    report = await store.sync_config({"a": a2, "c": c}, T0 + timedelta(hours=1))
+    assert (report.created, report.updated, report.archived) == (["c"], ["a"], ["b"])
+
+    a_after = await store.check("a")
+    assert a_after is not None
+    assert (a_after.id, a_after.uuid, a_after.spec) == (a_before.id, a_before.uuid, a2)
+    assert [ch.slug for ch in await store.checks()] == ["a", "c"]
+    archived = await store.check("b")
+    assert archived is not None and archived.archived
+    assert [ch.slug for ch in await store.checks(include_archived=True)] == ["a", "b", "c"]
+    assert await count(store, "runs", archived) == 1 and await count(store, "events", archived) == 1
+    # A ping to an archived check's UUID still resolves: history keeps growing, alerts are another matter.
+    assert store.resolve(PingRequest(kind=PingKind.START, uuid=b_before.uuid)) is not None
+
+    back = await store.sync_config({"a": a2, "b": b, "c": c}, T0 + timedelta(hours=2))
+    assert (back.created, back.updated, back.archived) == ([], ["b"], [])
+    b_back = await store.check("b")
+    assert b_back is not None and not b_back.archived and b_back.uuid == b_before.uuid
+
+
+async def test_sync_config_leaves_checks_created_by_ping_alone(store: Store) -> None:
+    await store.record_ping(PingRequest(kind=PingKind.START, ping_key=store.ping_key, slug="adhoc", create=True),
+                            Ping(kind=PingKind.START, at=T0))
+    report = await store.sync_config({}, T0)
+    assert report.archived == []
+    adhoc = await store.check("adhoc")
+    assert adhoc is not None and not adhoc.archived
+
+
+async def test_config_sync_and_history_survive_reopening(tmp_path: Path) -> None:
+    store = Store(tmp_path / "hw.db")
+    await store.open()
+    check = await add_check(store, "a")
+    await store.record_ping(*ping_of(check, PingKind.START))
+    await store.close()
+
+    store = Store(tmp_path / "hw.db")
+    await store.open()
+    try:
+        again = await store.check("a")
+        assert again is not None and again.uuid == check.uuid
+        assert store.resolve(PingRequest(kind=PingKind.SUCCESS, uuid=check.uuid)) is not None
+        result = await store.record_ping(*ping_of(check, PingKind.SUCCESS, T0 + timedelta(minutes=3)))
+        assert result.applied is not None and result.applied.run is not None
+        assert result.applied.run.state is RunState.OK  # the run opened before the restart was closed
+        assert await count(store, "runs", check) == 1
+        report = await store.sync_config({"a": check.spec}, T0)
+        assert (report.created, report.updated) == ([], [])
+    finally:
+        await store.close()
+
+
+# --- ping key ----------------------------------------------------------------------------------------------------
+
+
+async def test_ping_key_is_generated_once_and_kept_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "hw.db"
+    store = Store(path)
+    await store.open()
+    key = store.ping_key
+    await store.close()
+    assert len(key) >= 16
+
+    store = Store(path)
+    await store.open()
+    assert store.ping_key == key
+    await store.close()
+
+    other = Store(tmp_path / "other.db")
+    await other.open()
+    assert other.ping_key != key  # unguessable: not a constant
+    await other.close()
+
+
+async def test_configured_ping_key_wins_and_is_remembered(tmp_path: Path) -> None:
+    path = tmp_path / "hw.db"
+    store = Store(path)
+    await store.open()
+    await store.close()
+
+    store = Store(path)
+    await store.open("configured-key")
+    assert store.ping_key == "configured-key"
+    await store.close()
+
+    store = Store(path)
+    await store.open()
+    assert store.ping_key == "configured-key"
+    await store.close()
