@@ -26,6 +26,7 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float = 0.0  # CPU time the server used per answered request
 
     @property
     def rps(self) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import loadgen
-from common import free_port, heartwatch, stop, wait_http
+from common import cpu_seconds, free_port, heartwatch, stop, wait_http
 
 KEY = "bench-key"
 
@@ -29,6 +29,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--checks", type=int, default=100)
     ap.add_argument("--concurrency", default="1,16,64")
+    ap.add_argument("--synchronous", choices=["normal", "full"], default="normal")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -36,7 +37,7 @@ def main() -> int:
     slugs = [f"job-{i:03d}" for i in range(args.checks)]
     config = tmp / "heartwatch.toml"
     config.write_text(
-        f'[server]\nping_key = "{KEY}"\nretention = 10000000\n\n'
+        f'[server]\nping_key = "{KEY}"\nretention = 10000000\nsynchronous = "{args.synchronous}"\n\n'
         + "".join(f'[checks.{s}]\nsteps = ["dump", "upload", "verify"]\n\n' for s in slugs))
     hw_port, bare_port = free_port(), free_port()
     hw = heartwatch(config, tmp / "hw.db", hw_port, tmp / "hw.log")
@@ -49,8 +50,12 @@ def main() -> int:
         hw_paths = loadgen.paths(f"/ping/{KEY}", slugs)
         bare_paths = loadgen.paths("/ping/x", slugs)
         for c in levels:
+            cpu0 = cpu_seconds(hw.pid)
             gen, h = loadgen.run(f"http://127.0.0.1:{hw_port}", hw_paths, c, args.seconds)
+            h.cpu_us = (cpu_seconds(hw.pid) - cpu0) / max(1, h.requests) * 1e6
+            cpu0 = cpu_seconds(bare.pid)
             _, b = loadgen.run(f"http://127.0.0.1:{bare_port}", bare_paths, c, args.seconds)
+            b.cpu_us = (cpu_seconds(bare.pid) - cpu0) / max(1, b.requests) * 1e6
             answered += h.ok
             if h.ok != h.requests:
                 print(f"warning: heartwatch answered {h.requests - h.ok} requests with an error", file=sys.stderr)
@@ -62,18 +67,18 @@ def main() -> int:
     db = sqlite3.connect(tmp / "hw.db")
     stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
-    synchronous = "FULL"
+    synchronous = args.synchronous
 
     print(f"\nheartwatch ping throughput — {platform.machine()}, {_cpus()} CPUs,"
           f" Python {platform.python_version()},"
           f" load generator: {gen}, {args.seconds:g}s per run, {args.checks} checks,"
           f" SQLite synchronous={synchronous}\n")
-    print(f"{'conc':>4} | {'heartwatch req/s':>16} {'p50 ms':>7} {'p99 ms':>7} | {'bare req/s':>10} {'p50 ms':>7}"
-          f" {'p99 ms':>7} | {'ratio':>5}")
-    print("-" * 84)
+    print(f"{'conc':>4} | {'heartwatch req/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} |"
+          f" {'bare req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} | {'ratio':>5}")
+    print("-" * 110)
     for c, h, b in rows:
-        print(f"{c:>4} | {h.rps:>16,.0f} {h.p50_ms:>7.2f} {h.p99_ms:>7.2f} | {b.rps:>10,.0f} {b.p50_ms:>7.2f}"
-              f" {b.p99_ms:>7.2f} | {h.rps / b.rps:>5.0%}")
+        print(f"{c:>4} | {h.rps:>16,.0f} {h.p50_ms:>7.2f} {h.p99_ms:>7.2f} {h.cpu_us:>10.0f} |"
+              f" {b.rps:>10,.0f} {b.p50_ms:>7.2f} {b.p99_ms:>7.2f} {b.cpu_us:>10.0f} | {h.rps / b.rps:>5.0%}")
     # wrk stops mid-flight: up to one request per connection may be stored but never counted as answered.
     slack = sum(levels)
     ok = answered <= stored <= answered + slack

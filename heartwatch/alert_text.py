@@ -81,5 +81,5 @@ def body(spec: CheckSpec, intent: AlertIntent, link: str | None, output: bytes =
 
 def _took(delta: timedelta) -> str:
     """A duration for people: whole seconds, and "0s" rather than "0"."""
-    seconds = round(delta.total_seconds())
+    seconds = max(0, round(delta.total_seconds()))  # never negative, even across a clock stepped back
     return format_duration(timedelta(seconds=seconds)) if seconds else "0s"

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from heartwatch.codec import from_ts, iso
 from heartwatch.durations import format_duration
 from heartwatch.hub import Hub, hub_of
-from heartwatch.model import Check, Run
+from heartwatch.model import Check, Run, Watch
 from heartwatch.status import check_status
 
 
@@ -40,13 +40,14 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
-def check_json(hub: Hub, check: Check, last_run: Run | None) -> dict[str, Any]:
+def check_json(hub: Hub, check: Check, last_run: Run | None, watch: Watch | None = None) -> dict[str, Any]:
     spec = check.spec
     return {
         "slug": check.slug,
         "name": spec.display_name,
         "uuid": check.uuid,
-        "status": check_status(check, last_run, hub.clock()).value,
+        "status": check_status(check, last_run, hub.clock(), watch).value,
+        "next_expected_at": iso(watch.expected_at) if watch and not check.paused else None,
         "ping_url": hub.ping_url(check.uuid),
         "slug_ping_url": hub.slug_url(check.slug),
         "schedule": spec.schedule,
@@ -77,7 +78,8 @@ async def list_checks(request: Request) -> Response:
     hub = hub_of(request)
     checks = await hub.store.checks()
     last = await hub.store.last_runs()
-    return JSONResponse({"checks": [check_json(hub, c, last.get(c.id)) for c in checks]})
+    watches = await hub.store.watches()
+    return JSONResponse({"checks": [check_json(hub, c, last.get(c.id), watches.get(c.id)) for c in checks]})
 
 
 async def _check_or_404(request: Request) -> Check | None:
@@ -90,7 +92,7 @@ async def get_check(request: Request) -> Response:
     if check is None:
         return error(404, "no such check", "slug")
     runs = await hub.store.runs(check.id, limit=1)
-    return JSONResponse(check_json(hub, check, runs[0] if runs else None))
+    return JSONResponse(check_json(hub, check, runs[0] if runs else None, await hub.store.watch(check.id)))
 
 
 async def list_runs(request: Request) -> Response:

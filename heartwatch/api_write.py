@@ -14,6 +14,7 @@ resuming them is allowed, since that is an operator's action (maintenance) and n
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import json
 import logging
@@ -69,10 +70,12 @@ def authorize(tokens: tuple[str, ...], header: str | None) -> None:
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
         raise ApiError(401, "this needs an API token: send the header Authorization: Bearer <token>")
-    # Every configured token is compared, so the time taken does not tell which one came close.
+    # Every configured token is compared, so the time taken does not tell which one came close; digests
+    # are compared, not the tokens, because compare_digest returns early when the lengths differ.
+    given_digest = hashlib.sha256(given.encode()).digest()
     matched = False
     for token in tokens:
-        matched |= hmac.compare_digest(given.encode(), token.encode())
+        matched |= hmac.compare_digest(given_digest, hashlib.sha256(token.encode()).digest())
     if not matched:
         raise ApiError(401, "wrong API token")
 
@@ -203,7 +206,8 @@ async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200
     assert check is not None  # the write committed before we got here
     runs = await hub.store.runs(check.id, limit=1)
     headers = {"Location": f"/api/v1/checks/{slug}"} if result.outcome is ApiOutcome.CREATED else None
-    return JSONResponse(check_json(hub, check, runs[0] if runs else None), status, headers=headers)
+    watch = await hub.store.watch(check.id)
+    return JSONResponse(check_json(hub, check, runs[0] if runs else None, watch), status, headers=headers)
 
 
 async def create_check(request: Request, hub: Hub) -> Response:

@@ -64,3 +64,7 @@ main.add_command(notify_test)
 from heartwatch.cli_checks import checks  # noqa: E402
 
 main.add_command(checks)
+
+from heartwatch.backup import backup_cmd  # noqa: E402
+
+main.add_command(backup_cmd)

@@ -67,8 +67,7 @@ def _next_due(check: Check, last: Run | None, watch: Watch | None, now: datetime
 
 
 def _line(check: Check, last: Run | None, watch: Watch | None, now: datetime) -> CheckLine:
-    status = (check_status(check, last, now, watch.expected_at, watch.start_deadline) if watch
-              else check_status(check, last, now))
+    status = check_status(check, last, now, watch)
     return CheckLine(
         slug=check.slug, name=check.spec.display_name, status=status.value,
         last_run=last.state.value if last else None,

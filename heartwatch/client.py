@@ -130,6 +130,7 @@ class Pinger:
     sleep: Callable[[float], None] = time.sleep
     warned: bool = False
     unreachable: bool = False
+    quiet_when_unreachable: bool = False  # someone else (the parent `heartwatch run`) reports that
 
     def send(self, suffix: str = "", params: Mapping[str, str] | None = None, body: bytes = b"") -> PingResult:
         result = PingResult(ok=False)
@@ -160,7 +161,7 @@ class Pinger:
         return result
 
     def _warn_once(self, result: PingResult) -> None:
-        if self.warned:
+        if self.warned or (result.status is None and self.quiet_when_unreachable):
             return
         self.warned = True
         if result.status is None:
@@ -305,10 +306,10 @@ def run_command(
     if pinger is not None:
         env["HEARTWATCH_PING_URL"] = pinger.url
         env["HEARTWATCH_RUN_ID"] = rid
-        if pinger.unreachable:
-            # Already warned: `heartwatch step` in the script then tries once, quietly, instead of
-            # retrying and warning again at every step.
-            env[UNREACHABLE_ENV] = "1"
+        # "1": already warned, so `heartwatch step` in the script tries once, quietly, instead of retrying
+        # at every step. "0": not known yet (the start may still be retrying) — either way `run` itself
+        # says once that the server is unreachable, so a step never repeats that warning.
+        env[UNREACHABLE_ENV] = "1" if pinger.unreachable else "0"
 
     forwarder = _SignalForwarder()
     with forwarder:
@@ -414,7 +415,8 @@ def send_step(name: str, environ: Mapping[str, str], warn: Warn = warn_stderr) -
     # beyond one quiet try when `heartwatch run` has already found the server unreachable and said so.
     quiet = environ.get(UNREACHABLE_ENV) == "1"
     pinger = Pinger(url, warn=warn, prefix="heartwatch step", attempts=1 if quiet else 2, backoff=0.25,
-                    timeout=httpx.Timeout(3.0, connect=2.0), warned=quiet)
+                    timeout=httpx.Timeout(3.0, connect=2.0), warned=quiet,
+                    quiet_when_unreachable=UNREACHABLE_ENV in environ)
     return pinger.send("", params)
 
 

@@ -96,8 +96,7 @@ async def collect(store: Store, clock: Clock, pings: PingCounter) -> list[Family
         slug = check.slug
         last = last_runs.get(check.id)
         watch = watches.get(check.id)
-        current = (check_status(check, last, now, watch.expected_at, watch.start_deadline) if watch
-                   else check_status(check, last, now))
+        current = check_status(check, last, now, watch)
         for s in CheckStatus:
             status.add(int(s is current), slug=slug, status=s.value)
         up.add(int(current is not CheckStatus.DOWN), slug=slug)

@@ -111,7 +111,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["slug", "name", "uuid", "status", "ping_url", "slug_ping_url", "schedule", "period", "timezone",
                      "start_grace", "max_runtime", "min_runtime", "steps", "strict_steps", "alert_after", "tags",
-                     "paused", "archived", "source", "last_run"],
+                     "paused", "archived", "source", "last_run", "next_expected_at"],
         "properties": {
             "slug": SLUG,
             "name": {"type": "string", "description": "Display name (the slug when none is set)"},
@@ -134,6 +134,8 @@ SCHEMAS: dict[str, Any] = {
             "source": {"type": "string", "enum": ["config", "api", "ping"],
                        "description": "config checks are read-only through the API"},
             "last_run": _nullable(_ref("Run")),
+            "next_expected_at": _nullable({"type": "string", "format": "date-time",
+                                           "description": "When the next start is expected (UTC); null if none"}),
         },
     },
     "CheckCreate": {

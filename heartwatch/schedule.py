@@ -24,6 +24,7 @@ own crontab does:
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -81,10 +82,16 @@ def next_expected_start(spec: CheckSpec, after: datetime) -> datetime | None:
     if spec.schedule is None:
         return None
     _require_aware(after, "after")
-    zone = ZoneInfo(spec.timezone)
-    fixed = _is_fixed_time(spec.schedule)
-    after = after.astimezone(UTC)
-    times = croniter(" ".join(_cron_fields(spec.schedule)), after.astimezone(zone))
+    return _next_cron(spec.schedule, spec.timezone, after.astimezone(UTC))
+
+
+@functools.lru_cache(maxsize=8192)
+def _next_cron(schedule: str, timezone: str, after: datetime) -> datetime | None:
+    # Cached: a croniter step costs about 0.3 ms, and checks sharing a schedule ask the same question
+    # (every check created at one start asks "after now"; checks due together ask "after that slot").
+    zone = ZoneInfo(timezone)
+    fixed = _is_fixed_time(schedule)
+    times = croniter(" ".join(_cron_fields(schedule)), after.astimezone(zone))
     for _ in range(_MAX_SKIPS):
         try:
             candidate: datetime = times.get_next(datetime)

@@ -87,18 +87,21 @@ class Scheduler:
             self._set_deadline(conn, check, run)
         self._save_watch(conn, check, watch)
 
-    def _set_deadline(self, conn: sqlite3.Connection, check: Check, run: Run) -> None:
-        """Keep a run's stored deadline in step with its steps; written only when it moved."""
+    def _set_deadline(self, conn: sqlite3.Connection, check: Check, run: Run) -> bool:
+        """Keep a run's stored deadline in step with its steps; written only when it moved (returns whether)."""
         deadline = schedule.run_deadline(check.spec, run) if run.ended_at is None else None
-        if deadline != run.deadline:
-            run.deadline = deadline
-            conn.execute("UPDATE runs SET deadline = ? WHERE id = ?", (codec.to_ts(deadline), run.id))
+        if deadline == run.deadline:
+            return False
+        run.deadline = deadline
+        conn.execute("UPDATE runs SET deadline = ? WHERE id = ?", (codec.to_ts(deadline), run.id))
+        return True
 
     def _on_ping(self, conn: sqlite3.Connection, check: Check, ping: Ping, applied: Applied) -> None:
-        if not applied.changed:
-            return
+        moved = False
         for run in applied.changed:
-            self._set_deadline(conn, check, run)
+            moved |= self._set_deadline(conn, check, run)
+        if not moved and not any(r.started_at == ping.at or r.ended_at == ping.at for r in applied.changed):
+            return  # a step that moved no deadline (most pings): nothing for the watch to decide
         watch = self._watch(conn, check.id) or watching.fresh_watch(check.spec, ping.at)
         decision = watching.after_ping(check.spec, watch, applied.changed, ping.at, self.settings.remind_every,
                                        paused=check.paused or check.archived)

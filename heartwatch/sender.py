@@ -1,9 +1,12 @@
 """The alert sender: delivers the outbox (`deliveries`) through Apprise, retrying with backoff.
 
 Each delivery is one alert to one target. The sender claims due rows in memory (one process, one
-sender), hands them to Apprise on worker threads with a timeout, and records every attempt with its
-error. A target that is down only delays its own deliveries: pings and other targets go on. After
-MAX_ATTEMPTS (about a day of backoff) a delivery is given up, and that too is recorded.
+sender) and queues them for a fixed pool of workers; each worker hands one delivery at a time to
+Apprise (on a worker thread, with a timeout) and records the attempt with its error. Claiming never
+waits for a send, so 10,000 alerts due at once are all queued within moments; how fast they then
+leave is Apprise's and the targets' pace, `concurrency` at a time. A target that is down only delays
+its own deliveries: pings and other targets go on. After MAX_ATTEMPTS (about a day of backoff) a
+delivery is given up, and that too is recorded.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from heartwatch import notify
 from heartwatch.clock import Clock
@@ -23,6 +27,20 @@ from heartwatch.store import Store
 log = logging.getLogger("heartwatch.sender")
 
 Deliver = Callable[..., Awaitable[list[notify.TargetResult]]]
+
+#: Deliveries claimed per pass of the sender's loop.
+_CLAIM_LIMIT = 10_000
+
+
+class _Due(NamedTuple):
+    id: int
+    target: str
+    attempts: int
+    kind: str
+    title: str
+    body: str
+    claimed_at: float
+
 
 _NOTIFY_TYPE = {"recovered": "success", "too_fast": "warning", "reminder": "warning"}
 
@@ -33,50 +51,77 @@ class Sender:
                  retry_first: timedelta = notify.FIRST_RETRY) -> None:
         self.store, self.clock, self.deliver = store, clock, deliver
         self.timeout, self.retry_first = timeout, retry_first
-        self._limit = asyncio.Semaphore(concurrency)
-        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self.concurrency = concurrency
+        self._queue: asyncio.Queue[_Due] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        # Claimed deliveries (queued or being sent) -> done once the attempt is recorded.
+        self._in_flight: dict[int, asyncio.Future[None]] = {}
+        self._capped = False  # the last claim hit _CLAIM_LIMIT: more are due
+        self._claimed_until = 0.0  # every delivery due by then is claimed (unless capped)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.handed_off = 0  # deliveries given to Apprise, for benchmarks
+        #: (delivery id, claimed at, handed to Apprise at), as Unix times, of the latest deliveries:
+        #: bench/scale.py measures alert latency from these. Bounded: a few MB at most.
+        self.handoff_log: deque[tuple[int, float, float]] = deque(maxlen=100_000)
 
     def wake(self) -> None:
         self._wake.set()
 
     async def send_due(self) -> int:
-        """Start delivering every due delivery not already under way; returns how many were started."""
+        """Claim every due delivery not already under way for the workers; returns how many were claimed."""
         now = self.clock()
+        # No backoff is longer than this; a retry planned further ahead was planned before the clock stepped
+        # back (NTP, a VM resumed), and is due now rather than after the clock has made up the jump.
+        horizon = now + notify.backoff(notify.MAX_ATTEMPTS, self.retry_first)
         rows = await self.store.fetchall(
-            "SELECT d.id, d.target, d.attempts, a.kind, a.title, a.body FROM deliveries d"
-            " JOIN alerts a ON a.id = d.alert_id WHERE d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT 10000",
-            (now.timestamp(),))
+            "SELECT d.id, d.target, d.attempts, a.kind, a.title, a.body FROM deliveries d JOIN alerts a"
+            " ON a.id = d.alert_id WHERE d.next_attempt_at <= ? OR d.next_attempt_at > ?"
+            " ORDER BY d.next_attempt_at LIMIT ?", (now.timestamp(), horizon.timestamp(), _CLAIM_LIMIT))
+        self._capped = len(rows) == _CLAIM_LIMIT
+        self._claimed_until = now.timestamp()
+        loop = asyncio.get_running_loop()
+        claimed_at = now.timestamp()
         started = 0
         for row in rows:
             if row[0] in self._in_flight:
                 continue
-            self._in_flight[row[0]] = asyncio.create_task(self._attempt(*row))
+            self._in_flight[row[0]] = loop.create_future()
+            self._queue.put_nowait(_Due(row[0], row[1], row[2], row[3], row[4], row[5], claimed_at))
             started += 1
+        while started and len(self._workers) < self.concurrency:
+            self._workers.append(asyncio.create_task(self._work(), name="heartwatch-sender-worker"))
         return started
 
     async def drain(self) -> None:
-        """Wait for every delivery under way (tests and shutdown)."""
+        """Wait until every claimed delivery has been attempted and recorded (tests and shutdown)."""
         while self._in_flight:
             await asyncio.gather(*list(self._in_flight.values()), return_exceptions=True)
 
-    async def _attempt(self, delivery_id: int, target: str, attempts: int, kind: str, title: str, body: str) -> None:
+    async def _work(self) -> None:
+        while True:
+            due = await self._queue.get()
+            try:
+                await self._attempt(due)
+            finally:
+                done = self._in_flight.pop(due.id, None)
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def _attempt(self, due: _Due) -> None:
         try:
-            async with self._limit:
-                self.handed_off += 1
-                try:
-                    results: Sequence[notify.TargetResult] = await self.deliver(
-                        [target], title, body, kind=_NOTIFY_TYPE.get(kind, "failure"), timeout=self.timeout)
-                    ok, error = results[0].ok, results[0].error
-                except Exception as e:  # whatever goes wrong here is this delivery's error, not the sender's end
-                    ok, error = False, f"{type(e).__name__}: {e}"
-            await self._record(delivery_id, attempts + 1, ok, error)
+            self.handed_off += 1
+            self.handoff_log.append((due.id, due.claimed_at, self.clock().timestamp()))
+            try:
+                results: Sequence[notify.TargetResult] = await self.deliver(
+                    [due.target], due.title, due.body, kind=_NOTIFY_TYPE.get(due.kind, "failure"),
+                    timeout=self.timeout)
+                ok, error = results[0].ok, results[0].error
+            except Exception as e:  # whatever goes wrong here is this delivery's error, not the sender's end
+                ok, error = False, f"{type(e).__name__}: {e}".replace(due.target, notify.redact(due.target))
+            await self._record(due.id, due.attempts + 1, ok, error)
         except Exception:
             log.exception("could not record a delivery attempt")
-        finally:
-            self._in_flight.pop(delivery_id, None)
 
     async def _record(self, delivery_id: int, attempt: int, ok: bool, error: str | None) -> None:
         now = self.clock()
@@ -111,10 +156,15 @@ class Sender:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._in_flight.values()):
+        for task in self._workers:
             task.cancel()  # an unfinished attempt stays due and is retried at the next start
         with contextlib.suppress(Exception):
-            await asyncio.gather(*list(self._in_flight.values()), return_exceptions=True)
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        for done in self._in_flight.values():
+            done.cancel()
+        self._in_flight.clear()
+        self._queue = asyncio.Queue()
 
     async def _loop(self) -> None:
         while True:
@@ -122,11 +172,13 @@ class Sender:
             try:
                 self._wake.clear()
                 await self.send_due()
+                # Everything due by the claim has been claimed, unless the claim hit its limit (then claim
+                # more soon). A claimed row gets its next attempt time when it is recorded, which wakes us.
                 rows = await self.store.fetchall(
-                    "SELECT MIN(next_attempt_at) FROM deliveries WHERE next_attempt_at IS NOT NULL"
-                    + (f" AND id NOT IN ({','.join(map(str, self._in_flight))})" if self._in_flight else ""))
+                    "SELECT MIN(next_attempt_at) FROM deliveries WHERE next_attempt_at > ?", (self._claimed_until,))
                 nxt = rows[0][0] if rows else None
-                timeout = None if nxt is None else max(0.05, nxt - self.clock().timestamp())
+                now = self.clock().timestamp()
+                timeout = 0.05 if self._capped else None if nxt is None else max(0.05, nxt - now)
             except Exception:
                 log.exception("sender pass failed; retrying in 5 s")
                 timeout = 5.0

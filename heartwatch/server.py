@@ -9,6 +9,7 @@ the config's checks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -23,12 +24,13 @@ import uvicorn
 
 from heartwatch import __version__, notify
 from heartwatch.app import create_app
+from heartwatch.auth import Auth, is_loopback, secure_cookie_for
 from heartwatch.clock import Clock, system_clock
 from heartwatch.config import ConfigError, Settings, load_settings
 from heartwatch.hub import Hub
 from heartwatch.scheduler import Scheduler
 from heartwatch.sender import Sender
-from heartwatch.store import Store
+from heartwatch.store import DamagedDatabase, Store
 
 log = logging.getLogger("heartwatch")
 
@@ -54,7 +56,7 @@ class _Server(uvicorn.Server):
 
 
 async def open_store(settings: Settings) -> Store:
-    store = Store(settings.db, retention=settings.retention)
+    store = Store(settings.db, retention=settings.retention, synchronous=settings.synchronous)
     await store.open(settings.ping_key)
     return store
 
@@ -62,9 +64,19 @@ async def open_store(settings: Settings) -> Store:
 async def serve(settings: Settings, clock: Clock = system_clock) -> int:
     try:
         store = await open_store(settings)
+    except DamagedDatabase as e:
+        click.echo(f"heartwatch: the database {settings.db} is damaged ({e}); not starting. Restore it from a"
+                   " backup (README: Backup and restore), or move it away to start with an empty one.", err=True)
+        return 1
     except (sqlite3.Error, OSError) as e:
         click.echo(f"heartwatch: cannot open the database {settings.db}: {e}", err=True)
         return 1
+    auth = None
+    if settings.web_password:
+        # Only the hash is kept from here on: the password leaves the settings every other part sees.
+        auth = Auth(settings.web_password, await store.session_secret(),
+                    secure_cookie=secure_cookie_for(settings.base_url), clock=clock)
+        settings = dataclasses.replace(settings, web_password=None)
     hub = Hub(settings=settings, store=store, clock=clock)
     sender = Sender(store, clock, retry_first=settings.retry_first)
     scheduler = Scheduler(settings, store, clock, on_alerts=sender.wake)
@@ -77,12 +89,12 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         if settings.checks or report.archived:
             log.info("config checks: %d created, %d updated, %d archived",
                      len(report.created), len(report.updated), len(report.archived))
-        app = create_app(hub)
+        app = create_app(hub, auth=auth)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                                 access_log=False, lifespan="off", server_header=False)
         server = _Server(config)
         _install_reload(hub, scheduler.wake)
-        _announce(hub)
+        _announce(hub, login=auth is not None)
         scheduler.start()
         sender.start()
         try:
@@ -106,11 +118,18 @@ def _report_bad_targets(settings: Settings) -> None:
             log.error("alert target %s will not work: %s", notify.redact(url), problem)
 
 
-def _announce(hub: Hub) -> None:
+def _announce(hub: Hub, login: bool) -> None:
     s = hub.settings
     click.echo(f"heartwatch {__version__} listening on http://{s.host}:{s.port}  (database {s.db})")
     click.echo(f"  ping URLs: {s.public_url}/ping/<uuid>  or  {hub.slug_url('<slug>')}")
-    click.echo(f"  status:    {s.public_url}/   API: {s.public_url}/api/v1/checks")
+    click.echo(f"  status:    {s.public_url}/   API: {s.public_url}/api/v1/checks"
+               + ("   (login required: [web] password is set)" if login else ""))
+    if not login and not is_loopback(s.host):
+        warning = (f"WARNING: listening on {s.host}, reachable from the network, without a password: anyone who can"
+                   " reach this port can read the status page, the read API and /metrics. Set [web] password (or"
+                   " HEARTWATCH_WEB_PASSWORD) to require a login, or bind to 127.0.0.1.")
+        log.warning("%s", warning)
+        click.echo(f"  {warning}")
     sys.stdout.flush()
 
 

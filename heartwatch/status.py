@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from heartwatch.model import BAD_STATES, Check, CheckStatus, Run, RunState
+from heartwatch.model import BAD_STATES, Check, CheckStatus, Run, RunState, Watch
 
 
-def check_status(check: Check, last_run: Run | None, now: datetime,
-                 expected_at: datetime | None = None, deadline: datetime | None = None) -> CheckStatus:
-    """`expected_at`/`deadline`: the next expected start and start + grace, when the check has a schedule.
+def check_status(check: Check, last_run: Run | None, now: datetime, watch: Watch | None = None) -> CheckStatus:
+    """`watch`: the scheduler's expectation (next expected start and start + grace), when there is one.
 
     new: nothing seen and nothing overdue yet; running: the newest run is open; late: a start is overdue but
     still inside its grace; down: the newest run is bad; up: the newest run finished well.
     """
+    expected_at = watch.expected_at if watch else None
+    deadline = watch.start_deadline if watch else None
     if check.paused:
         return CheckStatus.PAUSED
     if last_run is not None and last_run.state is RunState.RUNNING:

@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from heartwatch import badges, charts, web_data
+from heartwatch import auth, badges, charts, web_data
 from heartwatch.durations import format_duration
 from heartwatch.hub import Hub, hub_of
 from heartwatch.model import Check, CheckStatus
@@ -70,6 +70,7 @@ templates.globals.update(
     duration_text=duration_text, format_duration=format_duration,
     describe_schedule=describe_schedule, asset_version=ASSET_VERSION,
     refresh_ms=REFRESH_MS, statuses=list(CheckStatus), stopped_at=web_data.stopped_at,
+    session=auth.session,  # the logged-in session (for the logout form), None without a login
     strip_runs=web_data.STRIP_RUNS,
 )
 

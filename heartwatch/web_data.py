@@ -112,9 +112,7 @@ def expected_start(check: Check, watch: Watch | None, last_run: Run | None, now:
 
 def status_of(check: Check, last_run: Run | None, watch: Watch | None, now: datetime) -> CheckStatus:
     # Only the scheduler's own expectation can make a check late: an estimate could be wrong.
-    if watch is None:
-        return check_status(check, last_run, now)
-    return check_status(check, last_run, now, watch.expected_at, watch.start_deadline)
+    return check_status(check, last_run, now, watch)
 
 
 async def overview(store: Store, now: datetime, tag: str | None, status: str | None) -> Overview:

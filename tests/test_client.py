@@ -94,7 +94,8 @@ def test_run_success_passes_output_through_and_finishes_the_run(server: Server) 
 
 def test_run_exit_status_3_fails_the_run_with_the_output_tail(server: Server) -> None:
     # More output than the server's body limit: the run must send the last BODY_LIMIT bytes.
-    script = 'i=0; while [ $i -lt 100 ]; do echo "line $i of noise"; i=$((i+1)); done; echo "disk full" >&2; exit 3'
+    script = ('i=0; while [ $i -lt 100 ]; do echo "line $i of noise"; i=$((i+1)); done;'
+              ' sleep 0.3; echo "disk full" >&2; exit 3')
     r = hw("run", "job", "--", "sh", "-c", script, env=client_env(server))
     assert r.returncode == 3
     assert r.stdout.count("of noise") == 100  # passed through in full
@@ -103,8 +104,9 @@ def test_run_exit_status_3_fails_the_run_with_the_output_tail(server: Server) ->
     event = last_event(server, "job")
     assert event["exit_code"] == 3
     body = event["body"]
-    # stdout and stderr are separate pipes read by two threads: their relative order is not guaranteed.
-    assert "disk full\n" in body
+    # stdout and stderr are separate pipes read by two threads, so the script pauses before writing to
+    # stderr: the stderr line is then the newest output and must be the end of the tail.
+    assert body.endswith("disk full\n")
     assert len(body.encode()) <= BODY_LIMIT
     assert "line 99 of noise" in body and "line 0 of noise" not in body
 

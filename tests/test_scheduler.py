@@ -373,3 +373,56 @@ async def test_retry_first_shortens_the_first_wait(tmp_path: Path) -> None:
         assert d["next_attempt_at"] == (T0 + timedelta(seconds=1)).timestamp()
     finally:
         await w.store.close()
+
+
+async def test_a_day_forward_and_back_neither_repeats_nor_loses_an_alert(tmp_path: Path, receiver: HttpReceiver
+                                                                         ) -> None:
+    """Scheduler and Sender on one fake clock that NTP steps a day forward, then back, then time catches up.
+
+    Two targets: one up, one down until the end, so a pending retry also lives through both jumps.
+    Every alert must reach each target exactly once, whatever order the clock took.
+    """
+    late = HttpReceiver()  # refuses until started
+    w = await open_world(tmp_path, alert_urls=(receiver.url("up"), late.url("late")))
+    try:
+        sender = Sender(w.store, w.clock, timeout=5)
+        await w.add({"hourly": HOURLY, "backup": BACKUP})
+        await w.ping("backup", PingKind.START)
+
+        async def tick() -> int:
+            """What the running process does at the current clock: evaluate what is due, send what is due."""
+            due = await w.scheduler.run_due()
+            await sender.send_due()
+            await sender.drain()
+            return due
+
+        w.clock.advance(timedelta(days=1))  # forward a day: the missed start and the stuck run, once each
+        assert await tick() == 2
+        assert sorted(k for _, k, _ in await w.alerts()) == ["missed", "timed_out"]
+        assert len(receiver.received) == 2 and late.received == []
+        assert all(a[1] == 0 for a in await w.attempts() if a[2])  # the refused target's attempts failed
+
+        w.clock.now = T0 + timedelta(minutes=10)  # ... and back to the true time
+        assert await tick() == 0
+        assert len(receiver.received) == 2  # nothing re-sent, nothing re-evaluated
+        assert len(await w.alerts()) == 2
+
+        await w.ping("hourly", PingKind.START)  # the job runs on time again: the check recovers
+        w.clock.advance(timedelta(minutes=1))
+        await w.ping("hourly", PingKind.SUCCESS)
+        assert await tick() == 0
+        [_, (_, _, recovered)] = await w.alerts("hourly")
+        assert recovered == "UP hourly: recovered after 0s down"  # not "-23h49m": down since "tomorrow"
+
+        late.start()  # the other target comes back; its retries were planned on the day-ahead clock
+        for _ in range(4):
+            w.clock.advance(timedelta(minutes=30))
+            await tick()
+        alerts = await w.alerts()
+        assert [k for _, k, _ in alerts] == ["missed", "timed_out", "recovered", "missed"]  # the next miss: once
+        assert sorted(receiver.titles()) == sorted(t for _, _, t in alerts)
+        assert sorted(late.titles()) == sorted(t for _, _, t in alerts)
+        assert all(d["delivered_at"] is not None for d in await w.deliveries())
+    finally:
+        late.stop()
+        await w.store.close()

@@ -23,6 +23,7 @@ pytestmark = [
 ]
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (pip install -e .[test])")
+expect = sync_api.expect
 
 
 @pytest.fixture
@@ -76,13 +77,12 @@ def test_pages_update_live_without_reload(server: Server, browser: Any) -> None:
     page.evaluate("window.__noReload = true")
 
     assert server.get("/ping/test-key/nightly-backup/start").status_code == 200
-    page.wait_for_function(
-        "document.querySelector('tr.check-row[data-slug=\"nightly-backup\"] td.status').innerText.trim() === 'running'",
-        timeout=10_000)
+    # Waits go through locators, not wait_for_function: its string predicate is eval'ed in the page, which
+    # the Content-Security-Policy (script-src 'self', no 'unsafe-eval') rightly refuses.
+    expect(page.locator('tr.check-row[data-slug="nightly-backup"] td.status')).to_have_text("running", timeout=10_000)
     assert server.get("/ping/test-key/nightly-backup?step=dump").status_code == 200
-    page.wait_for_function(
-        "(document.querySelector('tr.check-row[data-slug=\"nightly-backup\"] td.where') || {}).innerText"
-        "?.includes('at dump')", timeout=10_000)
+    expect(page.locator('tr.check-row[data-slug="nightly-backup"] td.where')).to_contain_text("at dump",
+                                                                                               timeout=10_000)
     assert page.evaluate("window.__noReload") is True
     assert page.locator("#live-note").inner_text().startswith("live")
     page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
@@ -95,7 +95,7 @@ def test_pages_update_live_without_reload(server: Server, browser: Any) -> None:
     assert server.get("/ping/test-key/nightly-backup?step=upload").status_code == 200
     assert server.post("/ping/test-key/nightly-backup/2", content=b"upload failed: <script>alert(1)</script>"
                        ).status_code == 200
-    page.wait_for_function("document.querySelector('.big-status').innerText.trim() === 'down'", timeout=10_000)
+    expect(page.locator(".big-status")).to_have_text("down", timeout=10_000)
     assert page.evaluate("window.__noReload") is True
     assert "upload stopped here" in page.locator("tr.run-row").first.inner_text().replace("\n", " ").lower()
     assert page.locator("table.events pre").first.inner_text() == "upload failed: <script>alert(1)</script>"
