@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,12 @@ OUTPUT_TAIL = 1000
 
 
 def local(spec: CheckSpec, at: datetime) -> str:
-    return at.astimezone(ZoneInfo(spec.timezone)).strftime(f"%Y-%m-%d %H:%M:%S {spec.timezone}")
+    return _local(spec.timezone, at)
+
+
+@functools.lru_cache(maxsize=1024)  # alerts of one burst share their times and zones
+def _local(timezone: str, at: datetime) -> str:
+    return at.astimezone(ZoneInfo(timezone)).strftime(f"%Y-%m-%d %H:%M:%S {timezone}")
 
 
 def _where(run: Run | None) -> str:

@@ -6,6 +6,7 @@ A check's spec and a run's steps are JSON, because they are read and written who
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,22 +55,29 @@ def spec_to_json(spec: CheckSpec) -> str:
 
 
 def spec_from_json(slug: str, text: str) -> CheckSpec:
+    # The JSON leaves out the slug, so checks with the same settings share it: decoded once (100,000 checks
+    # are read at every start).
+    return CheckSpec(slug=slug, **_spec_fields(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec_fields(text: str) -> dict[str, Any]:
+    """CheckSpec's fields but the slug. Callers unpack it: it is shared, never to be changed."""
     d: dict[str, Any] = json.loads(text)
-    return CheckSpec(
-        slug=slug,
-        name=d["name"],
-        schedule=d["schedule"],
-        period=_delta(d["period"]),
-        timezone=d["timezone"],
-        start_grace=_delta(d["start_grace"]) or timedelta(0),
-        max_runtime=_delta(d["max_runtime"]),
-        min_runtime=_delta(d["min_runtime"]),
-        steps=tuple(StepSpec(s["name"], _delta(s["max"])) for s in d["steps"]),
-        strict_steps=d["strict_steps"],
-        alert_after=d["alert_after"],
-        alerts=tuple(d["alerts"]),
-        tags=tuple(d["tags"]),
-    )
+    return {
+        "name": d["name"],
+        "schedule": d["schedule"],
+        "period": _delta(d["period"]),
+        "timezone": d["timezone"],
+        "start_grace": _delta(d["start_grace"]) or timedelta(0),
+        "max_runtime": _delta(d["max_runtime"]),
+        "min_runtime": _delta(d["min_runtime"]),
+        "steps": tuple(StepSpec(s["name"], _delta(s["max"])) for s in d["steps"]),
+        "strict_steps": d["strict_steps"],
+        "alert_after": d["alert_after"],
+        "alerts": tuple(d["alerts"]),
+        "tags": tuple(d["tags"]),
+    }
 
 
 CHECK_COLUMNS = "id, uuid, slug, spec, source, paused, archived_at, created_at"

@@ -38,7 +38,9 @@ class ConfigError(Exception):
     def __init__(self, key: str, value: object, reason: str) -> None:
         self.key, self.value, self.reason = key, value, reason
         shown = "(hidden: it may hold a secret)" if SECRET_KEY_RE.search(key) else repr(value)
-        super().__init__(f"{key} = {shown}: {reason}")
+        # A quoted TOML key may hold a line break; escaped, the message stays one line.
+        one_line = key if key.isprintable() else key.encode("unicode_escape").decode()
+        super().__init__(f"{one_line} = {shown}: {reason}")
 
 
 @dataclass(frozen=True)

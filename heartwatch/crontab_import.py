@@ -16,16 +16,10 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from heartwatch.schedule import CRON_MACROS
+
 #: cron's @-macros and the five-field schedules they stand for. @reboot has no schedule to watch.
-MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
+MACROS = CRON_MACROS
 _ENV_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _FIELDS_RE = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s*$")
 _MACRO_RE = re.compile(r"^\s*(@\S+)\s+(.*?)\s*$")

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+)([smhdw])")
+MAX_SECONDS = 36_500 * 86_400
 
 
 def parse_duration(text: str) -> timedelta:
@@ -16,7 +17,10 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(0)
     if not s or _PART.sub("", s) != "":
         raise ValueError("expected a duration like 90s, 15m, 2h, 1d or 1h30m")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in _PART.findall(s)))
+    seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(s))
+    if seconds > MAX_SECONDS:  # beyond this, deadline arithmetic would overflow datetime (a 500, not a message)
+        raise ValueError("too long: at most 100 years (36500d)")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(delta: timedelta) -> str:

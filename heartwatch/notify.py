@@ -14,16 +14,22 @@ do not mix their errors) and takes a `timeout`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
+import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import apprise
+
+T = TypeVar("T")
 
 #: Seconds one target may take before it counts as failed; a slow target must not hold up the
 #: sender for long, the next attempt comes with the backoff.
@@ -149,6 +155,7 @@ def _shorten(segment: str) -> str:
     return f"{segment[0]}...{segment[-1]}"
 
 
+@functools.lru_cache(maxsize=1024)  # every delivery redacts its target; Apprise parses it each time
 def redact(url: str) -> str:
     """`url` fit for pages and logs: scheme and host kept, passwords and tokens hidden.
 
@@ -217,6 +224,21 @@ def deliver(
     return [_deliver_one(url, redact(url), title, body, kind, timeout) for url in urls]
 
 
+#: Sends at once. Apprise runs every send that has a timeout on its own shared pool, which has this many
+#: threads (ThreadPoolExecutor's default); more at once would queue there, and Apprise starts a send's
+#: clock when it queues it, so a burst would time out sends that never began, and send them again.
+PARALLEL_SENDS = min(32, (os.cpu_count() or 1) + 4)
+# Our side of each send (redaction, waiting for Apprise) gets a pool of the same size of its own, so a send
+# waits for no unrelated work in asyncio's default pool while its timeout runs.
+_SEND_POOL = ThreadPoolExecutor(PARALLEL_SENDS, thread_name_prefix="heartwatch-apprise")
+
+
+def _in_thread(func: Callable[..., T], *args: object) -> asyncio.Future[T]:
+    """asyncio.to_thread on our own pool (threads start on first use)."""
+    context = contextvars.copy_context()
+    return asyncio.get_running_loop().run_in_executor(_SEND_POOL, functools.partial(context.run, func, *args))
+
+
 async def deliver_async(
     urls: Sequence[str],
     title: str,
@@ -230,8 +252,8 @@ async def deliver_async(
 
     async def one(url: str) -> TargetResult:
         # Parsing loads Apprise's plugins on first use (a noticeable pause): also off the loop.
-        redacted = await asyncio.to_thread(redact, url)
-        work = asyncio.to_thread(_deliver_one, url, redacted, title, body, kind, timeout)
+        redacted = await _in_thread(redact, url)
+        work = _in_thread(_deliver_one, url, redacted, title, body, kind, timeout)
         try:
             return await asyncio.wait_for(work, timeout + _ASYNC_GRACE)
         except TimeoutError:

@@ -19,8 +19,9 @@ from heartwatch.model import CheckSpec, PingKind
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _SUFFIX_KINDS = {"start": PingKind.START, "fail": PingKind.FAIL, "log": PingKind.LOG}
+# "log" too: config reserves it as a step name, so `?step=log` means the same as the /log suffix.
 _STEP_KINDS = {"start": PingKind.START, "finish": PingKind.SUCCESS, "success": PingKind.SUCCESS,
-               "fail": PingKind.FAIL}
+               "fail": PingKind.FAIL, "log": PingKind.LOG}
 #: `?create=1` query parameters -> the `[checks.<slug>]` key each sets.
 CREATE_PARAMS = {"schedule": "schedule", "tz": "timezone", "grace": "start_grace", "max_runtime": "max_runtime"}
 

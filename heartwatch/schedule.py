@@ -36,7 +36,7 @@ from heartwatch.model import CheckSpec, Run, RunFlag, RunState
 
 # croniter understands these nicknames; expanded here so the DST rule and the wording can look at
 # the fields.
-_NICKNAMES = {
+CRON_MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
     "@monthly": "0 0 1 * *",
@@ -58,7 +58,7 @@ def _require_aware(value: datetime, name: str) -> None:
 
 def _cron_fields(expr: str) -> list[str]:
     text = expr.strip()
-    return _NICKNAMES.get(text.lower(), text).split()
+    return CRON_MACROS.get(text.lower(), text).split()
 
 
 def _is_fixed_time(expr: str) -> bool:

@@ -47,7 +47,7 @@ _NOTIFY_TYPE = {"recovered": "success", "too_fast": "warning", "reminder": "warn
 
 class Sender:
     def __init__(self, store: Store, clock: Clock, deliver: Deliver = notify.deliver_async,
-                 concurrency: int = 32, timeout: float = notify.DEFAULT_TIMEOUT,
+                 concurrency: int = notify.PARALLEL_SENDS, timeout: float = notify.DEFAULT_TIMEOUT,
                  retry_first: timedelta = notify.FIRST_RETRY) -> None:
         self.store, self.clock, self.deliver = store, clock, deliver
         self.timeout, self.retry_first = timeout, retry_first
@@ -56,6 +56,8 @@ class Sender:
         self._workers: list[asyncio.Task[None]] = []
         # Claimed deliveries (queued or being sent) -> done once the attempt is recorded.
         self._in_flight: dict[int, asyncio.Future[None]] = {}
+        # Recorded since the current claim began: the claim's read may predate the record and see them due.
+        self._finished: set[int] = set()
         self._capped = False  # the last claim hit _CLAIM_LIMIT: more are due
         self._claimed_until = 0.0  # every delivery due by then is claimed (unless capped)
         self._wake = asyncio.Event()
@@ -74,6 +76,7 @@ class Sender:
         # No backoff is longer than this; a retry planned further ahead was planned before the clock stepped
         # back (NTP, a VM resumed), and is due now rather than after the clock has made up the jump.
         horizon = now + notify.backoff(notify.MAX_ATTEMPTS, self.retry_first)
+        self._finished.clear()
         rows = await self.store.fetchall(
             "SELECT d.id, d.target, d.attempts, a.kind, a.title, a.body FROM deliveries d JOIN alerts a"
             " ON a.id = d.alert_id WHERE d.next_attempt_at <= ? OR d.next_attempt_at > ?"
@@ -84,7 +87,7 @@ class Sender:
         claimed_at = now.timestamp()
         started = 0
         for row in rows:
-            if row[0] in self._in_flight:
+            if row[0] in self._in_flight or row[0] in self._finished:
                 continue
             self._in_flight[row[0]] = loop.create_future()
             self._queue.put_nowait(_Due(row[0], row[1], row[2], row[3], row[4], row[5], claimed_at))
@@ -104,6 +107,7 @@ class Sender:
             try:
                 await self._attempt(due)
             finally:
+                self._finished.add(due.id)
                 done = self._in_flight.pop(due.id, None)
                 if done is not None and not done.done():
                     done.set_result(None)

@@ -37,6 +37,9 @@ log = logging.getLogger("heartwatch")
 
 def run_server(settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Apprise says "Notifying 1 service(s)" and "Sent ..." for every alert; the outbox records each attempt
+    # (and our log says what failed), so only its warnings and errors are worth the log lines.
+    logging.getLogger("apprise").setLevel(logging.WARNING)
     try:
         return asyncio.run(serve(settings))
     except KeyboardInterrupt:

@@ -13,16 +13,21 @@ def check_status(check: Check, last_run: Run | None, now: datetime, watch: Watch
     new: nothing seen and nothing overdue yet; running: the newest run is open; late: a start is overdue but
     still inside its grace; down: the newest run is bad; up: the newest run finished well.
     """
-    expected_at = watch.expected_at if watch else None
-    deadline = watch.start_deadline if watch else None
-    if check.paused:
+    return status_of_parts(check.paused, last_run.state if last_run else None, now,
+                           watch.expected_at if watch else None, watch.start_deadline if watch else None)
+
+
+def status_of_parts(paused: bool, last_state: RunState | None, now: datetime, expected_at: datetime | None,
+                    deadline: datetime | None) -> CheckStatus:
+    """`check_status` from the few values it looks at (the overview reads only these for every check)."""
+    if paused:
         return CheckStatus.PAUSED
-    if last_run is not None and last_run.state is RunState.RUNNING:
+    if last_state is RunState.RUNNING:
         return CheckStatus.RUNNING
-    if last_run is not None and last_run.state in BAD_STATES:
+    if last_state in BAD_STATES:
         return CheckStatus.DOWN
     if expected_at is not None and expected_at <= now and (deadline is None or now < deadline):
         return CheckStatus.LATE
-    if last_run is None:
+    if last_state is None:
         return CheckStatus.NEW
     return CheckStatus.UP

@@ -409,8 +409,7 @@ def quick_check(conn: sqlite3.Connection) -> None:
 
     quick_check rather than integrity_check: it reads every page and checks each b-tree and record, but
     skips matching index entries to table rows, so it is linear in the file size: 0.5 s instead of 1.7 s
-    on a 300 MB database of a million events (bench figures in the issue 7 note). A start-up check
-    has to be cheap enough to keep.
+    on a 300 MB database of a million events (warm cache). A start-up check has to be cheap enough to keep.
     """
     problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(2)")]
     if problems != ["ok"]:

@@ -34,6 +34,7 @@ from heartwatch.web_format import (
     local_text,
     relative,
     span_text,
+    strip_html,
     time_tag,
     when_tag,
 )
@@ -67,7 +68,7 @@ templates = Environment(
 templates.globals.update(
     STATUS_WORDS=STATUS_WORDS, RUN_WORDS=RUN_WORDS, FLAG_WORDS=FLAG_WORDS, time_tag=time_tag, when_tag=when_tag,
     relative=relative, span_text=span_text, local_text=local_text, event_kind_text=event_kind_text,
-    duration_text=duration_text, format_duration=format_duration,
+    strip_html=strip_html, duration_text=duration_text, format_duration=format_duration,
     describe_schedule=describe_schedule, asset_version=ASSET_VERSION,
     refresh_ms=REFRESH_MS, statuses=list(CheckStatus), stopped_at=web_data.stopped_at,
     session=auth.session,  # the logged-in session (for the logout form), None without a login
@@ -110,7 +111,9 @@ def not_found_page(request: Request) -> Response:
 async def overview_page(request: Request) -> Response:
     async def build(hub: Hub, now: datetime) -> Context:
         params = request.query_params
-        view = await web_data.overview(hub.store, now, params.get("tag"), params.get("status"))
+        page = params.get("page", "")
+        view = await web_data.overview(hub.store, now, params.get("tag"), params.get("status"),
+                                       int(page) if page.isdigit() else 1)
         return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job")}
 
     return await live_page(request, "overview", build)

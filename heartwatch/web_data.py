@@ -6,20 +6,25 @@ token for live refresh) are SQL here, on the store's read connection; nothing he
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from heartwatch import codec
-from heartwatch.codec import RUN_COLUMNS, from_ts
+from heartwatch.codec import CHECK_COLUMNS, RUN_COLUMNS, from_ts
 from heartwatch.model import BAD_STATES, Check, CheckStatus, Run, RunFlag, RunState, Watch
 from heartwatch.schedule import next_expected_start
-from heartwatch.status import check_status
+from heartwatch.status import check_status, status_of_parts
 from heartwatch.store import Store
 
 #: Runs drawn in the overview's strip per check.
 STRIP_RUNS = 30
+#: Checks per page of the overview. Every check's status is worked out (for the counts and the order), but
+#: only one page is drawn, and only its strips are read: the page costs about the same with 100 or 100,000.
+PAGE_SIZE = 100
 #: Overview order: what needs attention first.
 SEVERITY = {CheckStatus.DOWN: 0, CheckStatus.LATE: 1, CheckStatus.RUNNING: 2, CheckStatus.NEW: 3,
             CheckStatus.UP: 4, CheckStatus.PAUSED: 5}
@@ -57,6 +62,19 @@ class Overview:
     tags: list[str]
     tag: str | None
     status: CheckStatus | None
+    matched: int = 0  # rows matching the filter, on every page
+    page: int = 1
+    pages: int = 1
+
+    @property
+    def first(self) -> int:
+        """The number of the first row shown, counting from 1."""
+        return (self.page - 1) * PAGE_SIZE + 1
+
+    def page_url(self, page: int) -> str:
+        """The link to another page of the same filter."""
+        query = {"tag": self.tag or "", "status": self.status.value if self.status else "", "page": str(page)}
+        return "?" + urlencode({k: v for k, v in query.items() if v})
 
     @property
     def title(self) -> str:
@@ -84,12 +102,14 @@ async def change_token(store: Store, now: datetime) -> str:
     return f'"{_PROCESS_NONCE}-{rows[0][0]}-{int(now.timestamp()) // CLOCK_GRAIN_S}"'
 
 
-async def recent_runs(store: Store, limit: int) -> dict[int, list[Run]]:
-    """The newest `limit` runs of every live check, newest first, in one query (the index does the limit)."""
+async def recent_runs(store: Store, limit: int, check_ids: list[int]) -> dict[int, list[Run]]:
+    """The newest `limit` runs of each of these checks, newest first, in one query (the index does the limit)."""
+    if not check_ids:
+        return {}
     rows = await store.fetchall(
         f"SELECT {_R_COLUMNS} FROM checks c JOIN runs r ON r.id IN"
         " (SELECT id FROM runs WHERE check_id = c.id ORDER BY id DESC LIMIT ?)"
-        " WHERE c.archived_at IS NULL ORDER BY r.id DESC", (limit,))
+        f" WHERE c.id IN ({','.join('?' * len(check_ids))}) ORDER BY r.id DESC", (limit, *check_ids))
     out: dict[int, list[Run]] = {}
     for row in rows:
         run = codec.run_from_row(row)
@@ -115,27 +135,59 @@ def status_of(check: Check, last_run: Run | None, watch: Watch | None, now: date
     return check_status(check, last_run, now, watch)
 
 
-async def overview(store: Store, now: datetime, tag: str | None, status: str | None) -> Overview:
-    checks = await store.checks()
-    runs = await recent_runs(store, STRIP_RUNS)
-    watches = await store.watches()
-    rows = []
-    for check in checks:
-        check_runs = runs.get(check.id, [])
-        last = check_runs[0] if check_runs else None
-        watch = watches.get(check.id)
-        rows.append(CheckRow(check, status_of(check, last, watch, now), check_runs,
-                             expected_start(check, watch, last, now)))
+@dataclass
+class _Line:
+    """What the overview reads for every check: enough to count, filter and order it."""
+
+    id: int
+    name: str  # display name
+    tags: tuple[str, ...]
+    status: CheckStatus
+
+
+async def _lines(store: Store, now: datetime) -> list[_Line]:
+    # One query, small values: the name and tags straight from the spec's JSON, the newest run's state by
+    # an index seek per check. Specs, runs and strips are decoded only for the checks on the page.
+    rows = await store.fetchall(
+        "SELECT c.id, c.slug, json_extract(c.spec, '$.name'), json_extract(c.spec, '$.tags'), c.paused,"
+        " w.expected_at, w.start_deadline,"
+        " (SELECT state FROM runs r WHERE r.check_id = c.id ORDER BY r.id DESC LIMIT 1)"
+        " FROM checks c LEFT JOIN watches w ON w.check_id = c.id WHERE c.archived_at IS NULL")
+    states = {s.value: s for s in RunState}
+    lines = []
+    for cid, slug, name, tags, paused, expected_at, deadline, state in rows:
+        status = status_of_parts(bool(paused), states[state] if state else None, now, from_ts(expected_at),
+                                 from_ts(deadline))
+        lines.append(_Line(cid, name or slug, tuple(json.loads(tags)) if tags and tags != "[]" else (), status))
+    return lines
+
+
+async def overview(store: Store, now: datetime, tag: str | None, status: str | None, page: int = 1) -> Overview:
+    lines = await _lines(store, now)
     counts = {s: 0 for s in COUNTED}
-    for row in rows:
-        counts[row.status] += 1
-    tags = sorted({t for c in checks for t in c.spec.tags})
+    for line in lines:
+        counts[line.status] += 1
+    tags = sorted({t for line in lines for t in line.tags})
     # An unknown status in the URL (a typo, an old bookmark) shows everything rather than an error.
     wanted = next((s for s in CheckStatus if s.value == status), None)
     tag = tag or None
-    shown = [r for r in rows if (tag is None or tag in r.check.spec.tags) and (wanted is None or r.status is wanted)]
-    shown.sort(key=lambda r: (SEVERITY[r.status], r.check.spec.display_name.lower()))
-    return Overview(shown, counts, len(rows), tags, tag, wanted)
+    shown = [x for x in lines if (tag is None or tag in x.tags) and (wanted is None or x.status is wanted)]
+    shown.sort(key=lambda x: (SEVERITY[x.status], x.name.lower()))
+    pages = max(1, -(-len(shown) // PAGE_SIZE))
+    page = min(max(1, page), pages)
+    on_page = shown[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    ids = [x.id for x in on_page]
+    marks = ",".join("?" * len(ids))
+    checks = {c.id: c for c in (codec.check_from_row(r) for r in await store.fetchall(
+        f"SELECT {CHECK_COLUMNS} FROM checks WHERE id IN ({marks})", tuple(ids)))} if ids else {}
+    watches = {r[0]: codec.watch_from_row(r[1:]) for r in await store.fetchall(
+        f"SELECT check_id, {codec.WATCH_COLUMNS} FROM watches WHERE check_id IN ({marks})", tuple(ids))} if ids else {}
+    strips = await recent_runs(store, STRIP_RUNS, ids)
+    rows = []
+    for x in on_page:
+        check, runs, watch = checks[x.id], strips.get(x.id, []), watches.get(x.id)
+        rows.append(CheckRow(check, x.status, runs, expected_start(check, watch, runs[0] if runs else None, now)))
+    return Overview(rows, counts, len(lines), tags, tag, wanted, matched=len(shown), page=page, pages=pages)
 
 
 def stopped_at(run: Run | None) -> tuple[str, datetime] | None:

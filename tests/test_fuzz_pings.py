@@ -73,8 +73,8 @@ class FuzzApp:
     @classmethod
     def open(cls, tmp_path: Path, checks: dict[str, dict[str, Any]], **overrides: Any) -> FuzzApp:
         runner = asyncio.Runner()
-        settings_ = Settings(db=tmp_path / "fuzz.db", base_url="http://hw.example:8000", ping_key=KEY,
-                             api_tokens=(TOKEN,), **overrides)
+        settings_ = Settings(**{"db": tmp_path / "fuzz.db", "base_url": "http://hw.example:8000", "ping_key": KEY,
+                                "api_tokens": (TOKEN,), **overrides})
         # Retention far above the number of generated pings: every answered ping stays countable.
         store = Store(settings_.db, retention=10_000_000)
         clock = TickingClock()
@@ -165,7 +165,11 @@ suffix = st.one_of(
 @st.composite
 def ping_paths(draw: st.DrawFn, app_uuids: list[str]) -> str:
     """The part after /ping/, as the server will see it once percent-decoded: half well-formed, half hostile."""
-    form = draw(st.sampled_from(["uuid", "slug", "uuid", "slug", "junk"]))
+    form = draw(st.sampled_from(["valid", "valid", "uuid", "slug", "junk"]))
+    if form == "valid":
+        ident = draw(st.sampled_from([[u] for u in app_uuids] + [[KEY, s] for s in [*CHECKS, "new-job", "new_job_2"]]))
+        ident += draw(st.sampled_from([[], [], ["start"], ["fail"], ["log"], ["0"], ["3"]]))
+        return "/".join(ident)
     if form == "uuid":
         known = draw(st.sampled_from(app_uuids))
         ident = [draw(st.sampled_from([known, known, known.upper(), known[:-1] + "0", known.replace("-", ""),
@@ -227,11 +231,13 @@ def header_sets(draw: st.DrawFn, body_len: int) -> dict[str, str]:
     if draw(st.booleans()):
         headers["User-Agent"] = draw(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=40))
     if draw(st.integers(0, 3)) == 0:
-        headers["Content-Type"] = draw(st.sampled_from(["text/plain", "application/json", "application/x-www-form-urlencoded",
-                                                        "multipart/form-data; boundary=x", "text/plain; charset=latin-1"]))
+        headers["Content-Type"] = draw(st.sampled_from(
+            ["text/plain", "application/json", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+             "text/plain; charset=latin-1"]))
     if draw(st.integers(0, 4)) == 0:  # a Content-Length that is not the body's: the server only trusts it to refuse
         headers["Content-Length"] = draw(st.sampled_from(
-            [str(MAX_BODY + 1), "99999999999999999999", "0", "-1", "abc", str(body_len + 10), str(max(body_len - 1, 0))]))
+            [str(MAX_BODY + 1), "99999999999999999999", "0", "-1", "abc", str(body_len + 10),
+             str(max(body_len - 1, 0))]))
     if draw(st.integers(0, 4)) == 0:
         headers[draw(st.sampled_from(["X-Junk", "Authorization", "Transfer-Encoding", "Expect", "Cookie"]))] = draw(
             st.text(alphabet=string.printable.strip("\r\n\x0b\x0c"), max_size=30))
@@ -280,7 +286,7 @@ def target_slug(app: FuzzApp, path: str) -> str | None:
 
 # --- the property ---------------------------------------------------------------------------------------
 
-PING_EXAMPLES = 1_300
+PING_EXAMPLES = 1_900
 
 
 def test_generated_pings_get_documented_answers_and_leave_a_consistent_database(tmp_path: Path) -> None:
@@ -329,7 +335,7 @@ def test_generated_pings_get_documented_answers_and_leave_a_consistent_database(
         stored = dict(app.sql("SELECT c.slug, COUNT(e.id) FROM checks c LEFT JOIN events e ON e.check_id = c.id"
                               " GROUP BY c.id"))
         assert {s: n for s, n in stored.items() if n} == dict(answered)
-        assert sum(answered.values()) > PING_EXAMPLES // 2  # the generator reaches the stores, not only the 404s
+        assert sum(answered.values()) > PING_EXAMPLES // 4  # the generator reaches the stores, not only the 404s
         check_database(app)
     finally:
         app.close()
@@ -391,12 +397,12 @@ def test_a_chunked_body_over_1_mb_is_refused_once_it_passes_1_mb(small_app: Fuzz
     assert small_app.sql("SELECT COUNT(*), MAX(LENGTH(body)) FROM events") == [(1, 10_000)]
 
 
-def raw_http(server: Server, head: str, body_chunks: Iterator[bytes] = iter(())) -> bytes:
+def raw_http(server: Server, head: str, body_chunks: Iterator[bytes] | None = None) -> bytes:
     """Speak HTTP/1.1 over TCP; returns what the server answered (up to the first 4 KB)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(head.encode())
         try:
-            for chunk in body_chunks:
+            for chunk in body_chunks or ():
                 sock.sendall(chunk)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered and closed while we were still sending: what we want to see

@@ -67,10 +67,10 @@ def real_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     server.start()
     try:
         with httpx.Client(timeout=10) as http:
-            for i in range(150):
+            for i in range(80):
                 for slug in ("backup", "sync"):
                     r = http.post(server.slug_url(slug), params={"step": "start" if i % 2 == 0 else "finish"},
-                                  content=f"run {i} of {slug}: ".encode() + b"x" * 400)
+                                  content=f"run {i} of {slug}: ".encode() + b"x" * 900)
                     assert r.status_code == 200
     finally:
         assert server.stop(signal.SIGTERM) == 0  # a clean stop checkpoints the WAL into the file

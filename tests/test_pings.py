@@ -105,6 +105,11 @@ def test_named_step_on_a_plain_ping_reports_that_step(prefix: str) -> None:
     assert (req.kind, req.step) == (PingKind.STEP, "dump")
 
 
+def test_step_log_means_a_log_ping_as_the_suffix_does() -> None:
+    assert parse_ping(UUID, {"step": "log"}).kind is PingKind.LOG
+    assert parse_ping(f"{UUID}/log", {"step": "log"}).kind is PingKind.LOG
+
+
 @pytest.mark.parametrize("name", ["upload", "s3.sync", "phase:2", "A_b-9", "x" * 64])
 def test_step_names_in_the_name_alphabet_are_accepted(name: str) -> None:
     assert parse_ping(UUID, {"step": name}).step == name

@@ -286,6 +286,32 @@ async def test_the_sender_delivers_and_records_the_attempt(tmp_path: Path, recei
         await w.store.close()
 
 
+async def test_a_burst_is_claimed_at_once_and_each_alert_is_sent_once_by_the_workers(tmp_path: Path) -> None:
+    w = await alert_world(tmp_path, ("json://127.0.0.1:9/hook",), alerts=12)
+    sent: list[str] = []
+    gate = asyncio.Event()
+
+    async def deliver(urls: list[str], title: str, body: str, **_: object) -> list[notify.TargetResult]:
+        await gate.wait()  # every worker busy: the rest of the burst waits in the queue
+        sent.append(title)
+        return [notify.TargetResult("json://127.0.0.1:9/...", True)]
+
+    try:
+        sender = Sender(w.store, w.clock, deliver=deliver, concurrency=3)
+        assert await sender.send_due() == 12  # all claimed, although only 3 can be sent at a time
+        await asyncio.sleep(0)
+        assert sender.handed_off == 3
+        assert await sender.send_due() == 0  # claimed ones are not claimed again
+        gate.set()
+        await sender.drain()
+        assert sorted(sent) == sorted(set(sent)) and len(sent) == 12
+        assert [len(e) for e in sender.handoff_log] == [3] * 12
+        assert await sender.send_due() == 0  # delivered means done
+        assert all(d["delivered_at"] is not None for d in await w.deliveries())
+    finally:
+        await w.store.close()
+
+
 async def test_a_refused_target_is_retried_with_backoff_and_every_alert_arrives_once(tmp_path: Path) -> None:
     down = HttpReceiver()  # not started: the port refuses connections
     w = await alert_world(tmp_path, (down.url(),), alerts=3)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "heartwatch.service"
-INSTALLED_AT = "ExecStart=/usr/local/bin/heartwatch "
+INSTALLED_AT = "ExecStart=/opt/heartwatch/bin/heartwatch "
 
 
 def directives(text: str) -> dict[str, list[str]]:
@@ -25,7 +25,7 @@ def directives(text: str) -> dict[str, list[str]]:
 def verifiable_copy(tmp_path: Path) -> Path:
     """The unit with ExecStart pointing at the heartwatch of this venv.
 
-    `systemd-analyze verify` fails when ExecStart's binary does not exist, and /usr/local/bin/heartwatch
+    `systemd-analyze verify` fails when ExecStart's binary does not exist, and /opt/heartwatch/bin/heartwatch
     (where the unit expects an installed heartwatch) does not exist on a test machine. Only that path
     changes; every other line is verified as shipped, and the copy keeps the unit's file name.
     """

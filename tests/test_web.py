@@ -12,6 +12,7 @@ import pytest
 from bs4 import BeautifulSoup, Tag
 from test_web_support import T0, Web, cell, row, text
 
+from heartwatch import web_data
 from heartwatch.model import Run, RunState, StepMark, Watch
 
 BACKUP = {"name": "Nightly Postgres backup", "schedule": "0 2 * * *", "timezone": "Europe/Berlin",
@@ -164,6 +165,35 @@ async def test_overview_filters_by_tag_and_status_with_plain_links_and_a_form(we
     # Tags in rows link to their filter.
     tag = row(await web.page("/"), "backup").select_one("a.tag")
     assert tag is not None and tag["href"] == "?tag=db"
+
+
+async def test_overview_pages_keep_down_checks_first_and_the_filter(web: Web,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_data, "PAGE_SIZE", 2)
+    await web.config({f"job-{i}": {"period": "1h", "tags": ["web"] if i % 2 else ["db"]} for i in range(5)})
+    for i in range(5):
+        await full_run(web, f"job-{i}", 0, [], "/fail" if i == 4 else "")
+
+    def slugs(soup: BeautifulSoup) -> list[str]:
+        return [str(tr["data-slug"]) for tr in soup.select("tr.check-row")]
+
+    first = await web.page("/")
+    assert slugs(first) == ["job-4", "job-0"]  # down first, on the first page
+    assert "Checks 1\u20132 of 5" in text(first.select_one("nav.pages"))
+    assert text(first.select_one('a[data-status="up"]')) == "4 up"  # counts are over every page
+    nxt = first.select_one('nav.pages a[rel="next"]')
+    assert nxt is not None and nxt["href"] == "?page=2"
+    assert slugs(await web.page("/?page=2")) == ["job-1", "job-2"]
+    last = await web.page("/?page=3")
+    assert slugs(last) == ["job-3"] and last.select_one('nav.pages a[rel="next"]') is None
+    assert slugs(await web.page("/?page=99")) == ["job-3"]  # past the end: the last page
+    db = await web.page("/?tag=db&page=2")
+    assert slugs(db) == ["job-2"]
+    prev = db.select_one('nav.pages a[rel="prev"]')
+    assert prev is not None and prev["href"] == "?tag=db&page=1"
+    assert (await web.page("/?tag=web")).select_one("nav.pages") is None  # one page: no page links
+    # The strip of a check on a later page is drawn as on the first.
+    assert len(row(await web.page("/?page=2"), "job-1").select("ol.strip a.cell")) == 1
 
 
 # --- the check page -----------------------------------------------------------------------------------------
