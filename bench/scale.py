@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -38,9 +39,11 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -186,6 +189,7 @@ def measure_size(n: int, idle_seconds: float, repeats: int, history: int) -> dic
                                                       for _ in range(repeats))
     finally:
         stop(proc)
+    shutil.rmtree(tmp, ignore_errors=True)  # 100,000 checks with their history are a few hundred MB
     return r
 
 
@@ -292,6 +296,15 @@ def measure_handoff(n: int, timeout: float) -> dict[str, float]:
     return r
 
 
+def retried(measure: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
+    """One measurement; if the server died under it (on a shared box something may kill it), once more."""
+    try:
+        return measure(*args)
+    except (OSError, SystemExit) as e:
+        print(f"  {measure.__name__}{args} failed ({e}); measuring again", file=sys.stderr, flush=True)
+        return measure(*args)
+
+
 def median_of(results: list[dict[str, float]]) -> dict[str, float]:
     """Each number's median over the runs (the machine may be busy with other work)."""
     for r in results:
@@ -315,9 +328,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1, help="repeat every measurement; the table shows medians")
     args = ap.parse_args()
 
-    rows = [median_of([measure_size(int(s), args.idle_seconds, args.repeats, args.history) for _ in range(args.runs)])
-            for s in args.sizes.split(",") if s]
-    handoffs = [median_of([measure_handoff(int(n), args.handoff_timeout) for _ in range(args.runs)])
+    rows = [median_of([retried(measure_size, int(s), args.idle_seconds, args.repeats, args.history)
+                       for _ in range(args.runs)]) for s in args.sizes.split(",") if s]
+    handoffs = [median_of([retried(measure_handoff, int(n), args.handoff_timeout) for _ in range(args.runs)])
                 for n in args.due.split(",") if n]
 
     print(f"\nheartwatch scale — {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()},"

@@ -31,6 +31,9 @@ log = logging.getLogger("heartwatch.scheduler")
 
 #: Checks evaluated per transaction when many fall due at once: keeps pings flowing in between.
 DUE_BATCH = 500
+#: Alerts logged one line each per batch: a burst of thousands (after an outage) would flood the log and
+#: slow the writer; the outbox and the status page have every one.
+LOGGED_PER_BATCH = 20
 
 
 class Scheduler:
@@ -44,6 +47,7 @@ class Scheduler:
         # Set on the writer thread by the hooks, read on the loop: hints, so a stale read only costs a wake-up.
         self._earliest_written: float | None = None
         self._alerts_written = 0
+        self._logged = 0  # alerts logged one by one in the current batch (writer thread)
         # Writer-thread copy of the watches table (check id -> watch and its stored next_deadline), so a ping
         # reads no row and writes one only when something moved. Loaded lazily, reloaded after a rollback.
         self._watches: dict[int, tuple[Watch, float | None]] | None = None
@@ -112,8 +116,9 @@ class Scheduler:
         """Give every check without a watch (created before deadlines existed) a fresh expectation."""
 
         def op(conn: sqlite3.Connection) -> None:
-            self._load_watches(conn)
-            have = {r[0] for r in conn.execute("SELECT check_id FROM watches")}
+            if self._watches is None:  # else loaded by sync_config and kept in step since
+                self._load_watches(conn)
+            have = set(self._watches or ())
             now = self.clock()
             for check_id in self.store.check_ids():
                 check = self.store.check_by_id(check_id)
@@ -126,6 +131,7 @@ class Scheduler:
 
     def _evaluate(self, conn: sqlite3.Connection, check_ids: list[int], now: datetime) -> int:
         alerts = 0
+        self._logged = 0
         for check_id in check_ids:
             check = self.store.check_by_id(check_id)
             watch = self._watch(conn, check_id)
@@ -184,7 +190,11 @@ class Scheduler:
             conn.executemany("INSERT INTO deliveries (alert_id, target, next_attempt_at) VALUES (?, ?, ?)",
                              [(cur.lastrowid, t, intent.at.timestamp()) for t in targets])
             self._alerts_written += 1
-            log.info("alert: %s", title)
+            self._logged += 1
+            if self._logged <= LOGGED_PER_BATCH:
+                log.info("alert: %s", title)
+            elif self._logged == LOGGED_PER_BATCH + 1:
+                log.info("more alerts in this batch are not logged one by one: see the status page or the API")
 
     # --- the loop ------------------------------------------------------------------------------------------
 
