@@ -12,8 +12,6 @@ no public way to run a whole batch there; one hop per batch is what makes group 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-log = logging.getLogger("heartwatch.writer")
-
-#: Seconds between WAL checkpoints while writes are coming in.
-CHECKPOINT_EVERY = 1.0
 Operation = Callable[[sqlite3.Connection], Any]
 
 
@@ -40,9 +34,6 @@ def connect(path: Path, synchronous: str = "normal") -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-    # No checkpoints inside a commit: one every ~1,000 pages would stall that batch of pings on an fsync of
-    # the database file. The Writer checkpoints from a thread of its own instead (see _checkpoints).
-    conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
 
@@ -62,15 +53,11 @@ class Writer:
         self._on_failure = on_failure
         self.batches = 0  # commits made, for benchmarks and tests of group commit
         self.operations = 0
-        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="heartwatch-checkpoint")
-        self._checkpoint_conn: sqlite3.Connection | None = None
-        self._checkpoint_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._conn = await loop.run_in_executor(self._executor, connect, self._path, self._synchronous)
         self._task = asyncio.create_task(self._loop(), name="heartwatch-writer")
-        self._checkpoint_task = asyncio.create_task(self._checkpoints(), name="heartwatch-checkpoint")
 
     async def call(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run `op` on the writer thread outside any batch (start-up work: migrations, cache loads)."""
@@ -146,37 +133,8 @@ class Writer:
                 self._on_failure(conn)  # in-memory state may hold what was just rolled back
             raise
 
-    async def _checkpoints(self, every: float = CHECKPOINT_EVERY) -> None:
-        """Copy the WAL into the database once a second while there are writes, beside the writer.
-
-        A PASSIVE checkpoint never blocks the writer; it does the fsync that would otherwise stall a commit.
-        """
-        loop = asyncio.get_running_loop()
-        done = 0
-        while True:
-            await asyncio.sleep(every)
-            if self.batches != done:
-                done = self.batches
-                try:
-                    await loop.run_in_executor(self._checkpointer, self._checkpoint)
-                except sqlite3.Error as e:  # busy or I/O: the next round tries again; the WAL keeps everything
-                    log.warning("WAL checkpoint failed: %s", e)
-
-    def _checkpoint(self) -> None:
-        if self._checkpoint_conn is None:
-            self._checkpoint_conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
     async def close(self) -> None:
         """Finish what is queued, then close the connection (checkpointing the WAL)."""
-        if self._checkpoint_task:
-            self._checkpoint_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoint_task
-        if self._checkpoint_conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._checkpointer, self._checkpoint_conn.close)
-            self._checkpoint_conn = None
-        self._checkpointer.shutdown(wait=True)
         self._closing = True
         self._wake.set()
         if self._task:
