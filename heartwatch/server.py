@@ -97,19 +97,28 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
                                 access_log=False, lifespan="off", server_header=False)
         server = _Server(config)
         _install_reload(hub, scheduler.wake)
-        _announce(hub, login=auth is not None)
         scheduler.start()
         sender.start()
+        announce = asyncio.create_task(_announce_when_listening(server, hub, login=auth is not None))
         try:
             await server.serve()
         except SystemExit as e:  # uvicorn exits when it cannot bind; it has already said why
             return int(e.code or 1)
+        finally:
+            announce.cancel()
         return 0
     finally:
         await scheduler.stop()
         await sender.stop()
         await store.close()
         log.info("stopped; database closed")
+
+
+async def _announce_when_listening(server: uvicorn.Server, hub: Hub, login: bool) -> None:
+    """Say where we listen only once the socket is bound, so a port in use never reads as "listening"."""
+    while not server.started:
+        await asyncio.sleep(0.02)
+    _announce(hub, login=login)
 
 
 def _report_bad_targets(settings: Settings) -> None:
