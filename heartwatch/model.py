@@ -51,6 +51,7 @@ class RunFlag(StrEnum):
     TOO_FAST = "too_fast"  # finished sooner than min_runtime
     LATE_FINISH = "late_finish"  # finished after it had timed out
     DUPLICATE_START = "duplicate_start"  # a second start for the same rid
+    STEPS_TRUNCATED = "steps_truncated"  # more step pings than a run keeps; repeats were dropped
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 from heartwatch.model import CheckSpec, Ping, PingKind, Run, RunFlag, RunState, StepMark
 
+#: Step marks a run keeps (see _drop_one).
+MAX_MARKS = 200
+
 
 @dataclass
 class Applied:
@@ -84,6 +87,25 @@ def _record_step(spec: CheckSpec, run: Run, name: str, ping: Ping) -> None:
             flags.append(RunFlag.OUT_OF_ORDER)
     run.steps.append(StepMark(name=name, at=ping.at, flags=tuple(flags)))
     run.flags.update(flags)
+    if len(run.steps) > MAX_MARKS:
+        _drop_one(spec, run)
+
+
+def _drop_one(spec: CheckSpec, run: Run) -> None:
+    """Keep a run's marks bounded under a flood of step pings (the row is rewritten on every ping).
+
+    The first mark of each name and the newest mark are kept, so where the run stopped, the skipped-step and
+    out-of-order checks stay right; an older repeat goes first, else the oldest undeclared name.
+    """
+    run.flags.add(RunFlag.STEPS_TRUNCATED)
+    seen: set[str] = set()
+    for i, mark in enumerate(run.steps[:-1]):
+        if mark.name in seen:
+            del run.steps[i]
+            return
+        seen.add(mark.name)
+    undeclared = (i for i, m in enumerate(run.steps[:-1]) if spec.step_index(m.name) is None)
+    del run.steps[next(undeclared, 0)]
 
 
 def missing_steps(spec: CheckSpec, run: Run) -> list[str]:

@@ -42,6 +42,7 @@ FLAG_WORDS: dict[RunFlag, str] = {
     RunFlag.TOO_FAST: "too fast",
     RunFlag.LATE_FINISH: "finished late",
     RunFlag.DUPLICATE_START: "started twice",
+    RunFlag.STEPS_TRUNCATED: "steps truncated",
 }
 
 

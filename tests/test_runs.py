@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from heartwatch.model import CheckSpec, Ping, PingKind, Run, RunFlag, RunState, StepMark, StepSpec
-from heartwatch.runs import Applied, apply_ping, find_open_run, missing_steps
+from heartwatch.runs import MAX_MARKS, Applied, apply_ping, find_open_run, missing_steps
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 CHECK_ID = 7
@@ -414,3 +414,22 @@ def test_inputs_are_not_mutated() -> None:
         for changed in applied.changed:
             assert all(changed is not r for r in runs)
             assert all(changed.steps is not r.steps and changed.flags is not r.flags for r in runs)
+
+
+def test_a_flood_of_step_pings_keeps_the_run_bounded_and_where_it_stopped() -> None:
+    spec = CheckSpec(slug="job", steps=(StepSpec("dump"), StepSpec("upload")))
+    t = T0
+    applied = apply_ping(1, spec, [], Ping(PingKind.START, t))
+    run = applied.run
+    assert run is not None
+    for i in range(3 * MAX_MARKS):
+        t += timedelta(seconds=1)
+        name = "dump" if i % 2 else f"noise-{i}"
+        run = apply_ping(1, spec, [run], Ping(PingKind.STEP, t, step=name)).run
+        assert run is not None
+    run = apply_ping(1, spec, [run], Ping(PingKind.STEP, t + timedelta(seconds=1), step="upload")).run
+    assert run is not None
+    assert len(run.steps) == MAX_MARKS
+    assert RunFlag.STEPS_TRUNCATED in run.flags
+    assert run.last_step is not None and run.last_step.name == "upload"  # where it stopped survives
+    assert [s.name for s in run.steps].count("dump") >= 1  # a declared step seen is never forgotten
