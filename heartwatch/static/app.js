@@ -46,6 +46,11 @@
       const headers = { "X-Heartwatch-Live": "1" };
       if (etag) headers["If-None-Match"] = etag;
       const response = await fetch(window.location.href, { headers, cache: "no-store", credentials: "same-origin" });
+      if (response.status === 401) {
+        // The session ran out: a full load goes through the login page and comes back here.
+        window.location.reload();
+        return;
+      }
       if (response.status === 200) {
         etag = response.headers.get("ETag");
         swap(await response.text());
