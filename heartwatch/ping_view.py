@@ -62,9 +62,10 @@ class PingEndpoint:
         if scope["method"] not in METHODS:
             return 405, "method not allowed: use GET, HEAD, POST or PUT"
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        now = hub.clock()  # read once: the rate window and the ping's time agree
         try:
             req = parse_ping(scope["path"][len(PREFIX):], query, hub.settings.timezone)
-            if self.flood is not None and self.flood.hit(req.uuid or (req.ping_key, req.slug), hub.clock().timestamp()):
+            if self.flood is not None and self.flood.hit(req.uuid or (req.ping_key, req.slug), now.timestamp()):
                 # Keyed by the URL, before the store resolves it: a flood is refused without touching the disk
                 # or reading its body, and made-up URLs only cost a counter until the minute ends.
                 return 429, f"rate limited: at most {self.flood.limit} pings per minute"
@@ -76,7 +77,7 @@ class PingEndpoint:
         headers = dict(scope["headers"])
         client = scope.get("client")
         ua = headers.get(b"user-agent")
-        item = Ping(kind=req.kind, at=hub.clock(), step=req.step, rid=req.rid, exit_code=req.exit_code, body=body,
+        item = Ping(kind=req.kind, at=now, step=req.step, rid=req.rid, exit_code=req.exit_code, body=body,
                     remote_addr=client[0] if client else None,
                     user_agent=ua.decode("latin-1") if ua is not None else None, method=scope["method"])
         try:

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -49,7 +50,16 @@ def run_server(settings: Settings) -> int:
 class _Server(uvicorn.Server):
     """uvicorn (>= 0.29) re-raises a captured SIGTERM/SIGINT once it has shut down; SIGTERM's default action
     would then kill the process before the scheduler stops and the database is closed. We do our own clean
-    exit (status 0) instead, so the signal is handled here and not raised again."""
+    exit (status 0) instead, so the signal is handled here and not raised again.
+
+    `on_listening` runs once the socket is bound, so a port in use never reads as "listening"."""
+
+    on_listening: Callable[[], None] = staticmethod(lambda: None)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_listening()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -96,29 +106,20 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                                 access_log=False, lifespan="off", server_header=False)
         server = _Server(config)
+        server.on_listening = lambda: _announce(hub, login=auth is not None)
         _install_reload(hub, scheduler.wake)
         scheduler.start()
         sender.start()
-        announce = asyncio.create_task(_announce_when_listening(server, hub, login=auth is not None))
         try:
             await server.serve()
         except SystemExit as e:  # uvicorn exits when it cannot bind; it has already said why
             return int(e.code or 1)
-        finally:
-            announce.cancel()
         return 0
     finally:
         await scheduler.stop()
         await sender.stop()
         await store.close()
         log.info("stopped; database closed")
-
-
-async def _announce_when_listening(server: uvicorn.Server, hub: Hub, login: bool) -> None:
-    """Say where we listen only once the socket is bound, so a port in use never reads as "listening"."""
-    while not server.started:
-        await asyncio.sleep(0.02)
-    _announce(hub, login=login)
 
 
 def _report_bad_targets(settings: Settings) -> None:

@@ -241,12 +241,13 @@ class Store:
 
         return await self.writer.submit(op)
 
+    def _key_matches(self, req: PingRequest) -> bool:
+        return req.ping_key is not None and hmac.compare_digest(req.ping_key.encode(), self._ping_key.encode())
+
     def resolve(self, req: PingRequest) -> Check | None:
         if req.uuid is not None:
             return self._by_uuid.get(req.uuid)
-        if req.ping_key is None or not hmac.compare_digest(req.ping_key.encode(), self._ping_key.encode()):
-            return None
-        return self._by_slug.get(req.slug or "")
+        return self._by_slug.get(req.slug or "") if self._key_matches(req) else None
 
     async def record_ping(self, req: PingRequest, ping: Ping) -> PingResult:
         """Apply a ping to its check's runs and store it; returns after the commit."""
@@ -255,7 +256,7 @@ class Store:
             check = self.resolve(req)
             outcome = PingOutcome.RECORDED
             if check is None:
-                if not (req.create and req.slug and req.ping_key == self._ping_key):
+                if not (req.create and req.slug and self._key_matches(req)):
                     return PingResult(PingOutcome.NOT_FOUND)
                 check = self._insert_check(conn, req.create_spec or CheckSpec(slug=req.slug), "ping", ping.at)
                 outcome = PingOutcome.CREATED

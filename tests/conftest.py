@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +99,21 @@ def server_env() -> dict[str, str]:
     return {}
 
 
-@pytest.fixture
-def server(tmp_path: Path, server_config: str, server_env: dict[str, str]) -> Iterator[Server]:
-    config = tmp_path / "heartwatch.toml"
-    config.write_text(server_config)
-    srv = Server(config, tmp_path / "heartwatch.db", server_env)
+@contextmanager
+def running_server(folder: Path, config: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A real heartwatch with `config` (TOML text) and its database in `folder`, stopped afterwards."""
+    path = folder / "heartwatch.toml"
+    path.write_text(config)
+    srv = Server(path, folder / "heartwatch.db", env)
     srv.start()
     try:
         yield srv
     finally:
         if srv.proc is not None:
             srv.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, server_config: str, server_env: dict[str, str]) -> Iterator[Server]:
+    with running_server(tmp_path, server_config, server_env) as srv:
+        yield srv

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from conftest import free_port
 
 from heartwatch.notify import (
     MAX_ATTEMPTS,
@@ -70,13 +71,6 @@ class SmtpReceiver:
     port: int
     messages: list[tuple[Envelope, EmailMessage]] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

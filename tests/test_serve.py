@@ -7,15 +7,15 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, free_port
+from conftest import Server, free_port, running_server
+from receivers import wait_for
 
 BACKUP = """
 [checks.backup]
@@ -48,32 +48,14 @@ def server_config() -> str:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the tests that only add pings to their own checks; restarts get their own `server`."""
-    folder = tmp_path_factory.mktemp("shared")
-    config = folder / "heartwatch.toml"
-    config.write_text(CONFIG)
-    srv = Server(config, folder / "heartwatch.db")
-    srv.start()
-    try:
+    with running_server(tmp_path_factory.mktemp("shared"), CONFIG) as srv:
         yield srv
-    finally:
-        if srv.proc is not None:
-            srv.stop()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _close_http() -> Iterator[None]:
     yield
     HTTP.close()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def api(server: Server, path: str) -> Any:
@@ -395,8 +377,8 @@ def test_zero_config_start_creates_the_database(tmp_path: Path) -> None:
         assert db.exists()
         assert HTTP.get(f"{url}/api/v1/checks").json() == {"checks": []}
         # It says where it listens and the ping URL form, with the key it generated.
-        match = re.search(rf"{re.escape(url)}/ping/([A-Za-z0-9_-]+)/<slug>", log_path.read_text())
-        assert match, log_path.read_text()
+        match = wait_for(lambda: re.search(rf"{re.escape(url)}/ping/([A-Za-z0-9_-]+)/<slug>", log_path.read_text()),
+                         what="the announced ping URL form")
         r = HTTP.get(f"{url}/ping/{match.group(1)}/first-job?create=1")
         assert (r.status_code, r.text) == (201, "Created")
     finally:
