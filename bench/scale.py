@@ -15,12 +15,13 @@ tags; none falls due while it is measured, so "idle" means nothing to do) and me
 
 Then the alert hand-off: --due checks whose start deadlines all end at the same second (each expects a start
 at the same minute and has a start_grace that ends at the chosen instant), one json:// target on a local
-HTTP receiver that counts the POSTs. Three moments per delivery, all measured from the deadline and
-taken from `Sender.handoff_log`:
+HTTP receiver that counts the POSTs and the alerts each covers (a digest's title says how many it holds; any
+other message is one alert). Three moments per alert, all measured from the deadline:
 - claimed: the sender took the delivery from the outbox and queued it for its workers (the alert is out
   of the scheduler's hands and in the sender's memory; nothing else stands between it and Apprise);
-- handed to Apprise: a worker called `notify.deliver_async` for it (Apprise's send begins);
-- received: the local receiver counted its POST.
+- handed to Apprise: a worker called `notify.deliver_async` for the send that carries it, alone or in a
+  digest (Apprise's send begins); both from `Sender.handoff_log`, one entry per delivery;
+- received: the local receiver got the POST that carries it (a digest's arrival counts for each of its alerts).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import sqlite3
 import statistics
@@ -64,7 +66,8 @@ sender.Sender.start = start
 dump = sys.argv.pop(1)
 def write():
     with open(dump, "w") as f:
-        json.dump([list(entry) for s in senders for entry in s.handoff_log], f)
+        json.dump({"log": [list(entry) for s in senders for entry in s.handoff_log],
+                   "sends": sum(getattr(s, "sends", len(s.handoff_log)) for s in senders)}, f)
 atexit.register(write)
 from heartwatch.cli import main
 main(prog_name="heartwatch")
@@ -196,11 +199,19 @@ def measure_size(n: int, idle_seconds: float, repeats: int, history: int) -> dic
 # --- the hand-off of many simultaneous deadlines --------------------------------------------------------------
 
 
+def alerts_in(title: str) -> int:
+    """How many alerts one message carries: a digest says so in its title ("heartwatch: 37 alerts (...)")."""
+    match = re.match(r"heartwatch: (\d+) alerts \(", title)
+    return int(match[1]) if match else 1
+
+
 class CountingReceiver:
-    """A local HTTP server that counts the POSTs Apprise's json:// makes, and when each arrived."""
+    """A local HTTP server that counts the POSTs Apprise's json:// makes, when each arrived, and how many
+    alerts each carries."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.alerts: list[int] = []
         self._lock = threading.Lock()
         receiver = self
 
@@ -208,9 +219,11 @@ class CountingReceiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                at = time.time()
+                payload = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
                 with receiver._lock:
-                    receiver.times.append(time.time())
+                    receiver.times.append(at)
+                    receiver.alerts.append(alerts_in(str(payload.get("title", ""))))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -225,8 +238,9 @@ class CountingReceiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def count(self) -> int:
+        """Alerts received so far."""
         with self._lock:
-            return len(self.times)
+            return sum(self.alerts)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -271,16 +285,19 @@ def measure_handoff(n: int, timeout: float) -> dict[str, float]:
     finally:
         stop(proc)
         receiver.close()
-    log = json.loads(dump.read_text()) if dump.exists() else []
+    dumped: dict[str, Any] = json.loads(dump.read_text()) if dump.exists() else {"log": [], "sends": 0}
+    log = dumped["log"]
     claims = [entry[1] for entry in log]
     handoffs = [entry[2] for entry in log]
-    received = list(receiver.times)
+    received = [t for t, alerts in zip(receiver.times, receiver.alerts, strict=True) for _ in range(alerts)]
     conn = sqlite3.connect(db)
     first_alert = conn.execute("SELECT MIN(created_at), COUNT(*) FROM alerts").fetchone()
     conn.close()
     r["alerts"] = first_alert[1]
     r["woke_ms"] = (first_alert[0] - deadline) * 1000 if first_alert[0] else math.nan
     r["handed_off"] = len(handoffs)
+    r["sends"] = dumped["sends"]
+    r["posts"] = len(receiver.times)
     r["received"] = len(received)
     lat = [(t - deadline) * 1000 for t in handoffs]
     claim = [(t - deadline) * 1000 for t in claims]
@@ -344,16 +361,19 @@ def main() -> int:
               f" {r['start_restart_s']:>9.2f} {r['rss_mb']:>11.1f} {r['idle_cpu_s']:>10.2f} |"
               f" {r['overview_ms']:>11.1f} {r['overview_kb']:>5.0f} {r['overview_filtered_ms']:>11.1f}")
     if handoffs:
-        print("\nChecks falling due in the same second, one json:// target (a local receiver); ms after the deadline."
-              " sends: Apprise calls (more than due = repeats)\n")
+        print("\nChecks falling due in the same second, one json:// target (a local receiver); ms after the deadline,"
+              " per alert (an alert in a digest: its digest's moments).\nsends: Apprise calls; POSTs: received,"
+              " carrying `alerts` alerts (more than due = repeats)\n")
         print(f"{'due':>6} | {'woke':>4} | {'claimed p50':>11} {'p99':>6} {'all':>6} | {'to Apprise p50':>14}"
-              f" {'p99':>6} {'all':>6} | {'received p50':>12} {'all':>6} | {'sends':>6} {'CPU s':>5}")
-        print("-" * 112)
+              f" {'p99':>6} {'all':>6} | {'received p50':>12} {'all':>6} | {'sends':>6} {'POSTs':>6} {'alerts':>6}"
+              f" {'CPU s':>5}")
+        print("-" * 126)
     for h in handoffs:
         print(f"{h['due']:>6,.0f} | {_fmt(h['woke_ms']):>4} | {_fmt(h['claim_p50_ms']):>11}"
               f" {_fmt(h['claim_p99_ms']):>6} {_fmt(h['claim_all_ms']):>6} | {_fmt(h['handoff_p50_ms']):>14}"
               f" {_fmt(h['handoff_p99_ms']):>6} {_fmt(h['handoff_all_ms']):>6} | {_fmt(h['received_p50_ms']):>12}"
-              f" {_fmt(h['received_all_ms']):>6} | {h['handed_off']:>6,.0f} {h['cpu_s']:>5.1f}")
+              f" {_fmt(h['received_all_ms']):>6} | {h['sends']:>6,.0f} {h['posts']:>6,.0f} {h['received']:>6,.0f}"
+              f" {h['cpu_s']:>5.1f}")
     return 0
 
 

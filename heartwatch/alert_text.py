@@ -1,8 +1,14 @@
-"""The words of an alert: a short title that says what broke, and a body with what a person needs next."""
+"""The words of an alert: a short title that says what broke, and a body with what a person needs next.
+
+Also the words of a digest: many alerts for one target sent as one message (see heartwatch.sender), which
+counts them by kind, lists the first titles and points to the status page for the rest.
+"""
 
 from __future__ import annotations
 
 import functools
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,6 +18,15 @@ from heartwatch.watching import AlertIntent, AlertKind
 
 #: How much of a job's output goes into an alert: chat targets truncate long messages anyway.
 OUTPUT_TAIL = 1000
+
+#: Alert titles a digest lists, one a line; the rest are counted. Twenty titles are about 1.5 KB, within
+#: what chat services show in one message (Telegram and Discord cut at 4096 and 2000 characters).
+DIGEST_LISTED = 20
+
+# How a digest's title counts each kind, the worst first.
+_DIGEST_WORDS = {AlertKind.FAILED: "failed", AlertKind.TIMED_OUT: "timed out", AlertKind.INTERRUPTED: "interrupted",
+                 AlertKind.MISSED: "missed", AlertKind.REMINDER: "still down", AlertKind.TOO_FAST: "too fast",
+                 AlertKind.RECOVERED: "recovered"}
 
 
 def local(spec: CheckSpec, at: datetime) -> str:
@@ -89,3 +104,22 @@ def _took(delta: timedelta) -> str:
     """A duration for people: whole seconds, and "0s" rather than "0"."""
     seconds = max(0, round(delta.total_seconds()))  # never negative, even across a clock stepped back
     return format_duration(timedelta(seconds=seconds)) if seconds else "0s"
+
+
+def digest_title(kinds: Sequence[str]) -> str:
+    """How many alerts, and how many of each kind (`kinds`: AlertKind values, one per alert), the worst first:
+    "heartwatch: 37 alerts (5 failed, 30 missed, 2 recovered)"."""
+    counts = Counter(kinds)
+    words = [(word, counts.pop(kind.value, 0)) for kind, word in _DIGEST_WORDS.items()]
+    words += [(kind.replace("_", " "), n) for kind, n in sorted(counts.items())]  # a kind added later
+    return f"heartwatch: {len(kinds)} alerts ({', '.join(f'{n} {word}' for word, n in words if n)})"
+
+
+def digest_body(titles: Sequence[str], status_url: str | None) -> str:
+    """The first DIGEST_LISTED titles, one a line, how many more there are, and where to see them all."""
+    lines = list(titles[:DIGEST_LISTED])
+    if len(titles) > DIGEST_LISTED:
+        lines.append(f"... and {len(titles) - DIGEST_LISTED} more")
+    if status_url:
+        lines += ["", f"Status page: {status_url}"]
+    return "\n".join(lines)

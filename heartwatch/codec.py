@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from heartwatch.model import Check, CheckSpec, Run, RunFlag, RunState, StepMark, StepSpec, Watch
@@ -29,29 +30,33 @@ def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _secs(d: timedelta | None) -> float | None:
-    return None if d is None else d.total_seconds()
-
-
 def _delta(s: float | None) -> timedelta | None:
     return None if s is None else timedelta(seconds=s)
 
 
 def spec_to_json(spec: CheckSpec) -> str:
-    return json.dumps({
-        "name": spec.name,
-        "schedule": spec.schedule,
-        "period": _secs(spec.period),
-        "timezone": spec.timezone,
-        "start_grace": _secs(spec.start_grace),
-        "max_runtime": _secs(spec.max_runtime),
-        "min_runtime": _secs(spec.min_runtime),
-        "steps": [{"name": s.name, "max": _secs(s.max)} for s in spec.steps],
-        "strict_steps": spec.strict_steps,
-        "alert_after": spec.alert_after,
-        "alerts": list(spec.alerts),
-        "tags": list(spec.tags),
-    }, separators=(",", ":"))
+    """The spec as stored, without its slug: the text `json.dumps` makes of it with compact separators.
+
+    Spelled out rather than built as a dict for json.dumps: two to three times faster, and every start with
+    100,000 config checks encodes each (to create it, or to see that the stored one is unchanged). A test
+    holds it to json.dumps's output byte for byte.
+    """
+    steps = ",".join(f'{{"name":{_string(s.name)},"max":{_seconds(s.max)}}}' for s in spec.steps)
+    return (f'{{"name":{_string(spec.name)},'
+            f'"schedule":{"null" if spec.schedule is None else _string(spec.schedule)},'
+            f'"period":{_seconds(spec.period)},"timezone":{_string(spec.timezone)},'
+            f'"start_grace":{_seconds(spec.start_grace)},"max_runtime":{_seconds(spec.max_runtime)},'
+            f'"min_runtime":{_seconds(spec.min_runtime)},"steps":[{steps}],'
+            f'"strict_steps":{"true" if spec.strict_steps else "false"},"alert_after":{int(spec.alert_after)!r},'
+            f'"alerts":[{",".join(map(_string, spec.alerts))}],"tags":[{",".join(map(_string, spec.tags))}]}}')
+
+
+#: What json.dumps writes for a str (ensure_ascii, the default).
+_string = encode_basestring_ascii
+
+
+def _seconds(d: timedelta | None) -> str:
+    return "null" if d is None else float.__repr__(d.total_seconds())
 
 
 def spec_from_json(slug: str, text: str) -> CheckSpec:
@@ -83,14 +88,24 @@ def _spec_fields(text: str) -> dict[str, Any]:
 CHECK_COLUMNS = "id, uuid, slug, spec, source, paused, archived_at, created_at"
 
 
-def check_from_row(row: Any) -> Check:
-    return Check(id=row[0], uuid=row[1], spec=spec_from_json(row[2], row[3]), source=row[4],
+def check_from_row(row: Any, spec: CheckSpec | None = None) -> Check:
+    """`spec`: the row's spec when the caller already holds it (one whose spec_to_json is the row's text)."""
+    return Check(id=row[0], uuid=row[1], spec=spec or spec_from_json(row[2], row[3]), source=row[4],
                  paused=bool(row[5]), archived=row[6] is not None, created_at=from_ts(row[7]))
 
 
 def steps_to_json(steps: list[StepMark]) -> str:
-    return json.dumps([{"name": s.name, "at": s.at.timestamp(), "flags": list(s.flags)} for s in steps],
-                      separators=(",", ":"))
+    # A run's row is rewritten with all its steps on every ping of the run, so each mark (immutable) is
+    # encoded once and its text reused: encoding the whole list each time was ~40% of the writer's share.
+    return "[" + ",".join(map(_mark_json, steps)) + "]"
+
+
+@functools.lru_cache(maxsize=8192)
+def _mark_json(mark: StepMark) -> str:
+    return _compact({"name": mark.name, "at": mark.at.timestamp(), "flags": list(mark.flags)})
+
+
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def steps_from_json(text: str) -> list[StepMark]:
@@ -113,7 +128,7 @@ def run_values(run: Run) -> tuple[Any, ...]:
     """Values for RUN_COLUMNS without id, plus the denormalised last step used by list queries."""
     last = run.last_step
     return (run.check_id, run.rid, run.state.value, to_ts(run.started_at), to_ts(run.ended_at),
-            run.exit_code, steps_to_json(run.steps), json.dumps(sorted(run.flags)),
+            run.exit_code, steps_to_json(run.steps), json.dumps(sorted(run.flags)) if run.flags else "[]",
             last.name if last else None, to_ts(last.at) if last else None, to_ts(run.deadline))
 
 

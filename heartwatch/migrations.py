@@ -96,6 +96,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             error TEXT
         );
     """),
+    (3, "newest run state from the index", """
+        -- The status page reads every check's newest run state: with the state in the index that is an index
+        -- seek per check, without visiting the runs table (whose rows carry the steps' JSON). The index
+        -- serves every query the old (check_id, id) one did.
+        DROP INDEX IF EXISTS runs_by_check;
+        CREATE INDEX runs_by_check ON runs (check_id, id, state);
+    """),
 ]
 
 

@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from heartwatch import alert_text, codec, schedule, watching
 from heartwatch.clock import Clock
@@ -34,6 +35,12 @@ DUE_BATCH = 500
 #: Alerts logged one line each per batch: a burst of thousands (after an outage) would flood the log and
 #: slow the writer; the outbox and the status page have every one.
 LOGGED_PER_BATCH = 20
+_UNREAD = object()  # not in the watches cache: not read yet
+#: An upsert rather than INSERT OR REPLACE: an existing row is updated in place instead of deleted and
+#: inserted again (with its index entries), a third less work per write.
+_SAVE_WATCH = (f"INSERT INTO watches (check_id, {codec.WATCH_COLUMNS}, next_deadline) VALUES (?, ?, ?, ?, ?, ?, ?)"
+               " ON CONFLICT (check_id) DO UPDATE SET"
+               f" {', '.join(f'{c} = excluded.{c}' for c in [*codec.WATCH_COLUMNS.split(', '), 'next_deadline'])}")
 
 
 class Scheduler:
@@ -48,48 +55,108 @@ class Scheduler:
         self._earliest_written: float | None = None
         self._alerts_written = 0
         self._logged = 0  # alerts logged one by one in the current batch (writer thread)
-        # Writer-thread copy of the watches table (check id -> watch and its stored next_deadline), so a ping
-        # reads no row and writes one only when something moved. Loaded lazily, reloaded after a rollback.
-        self._watches: dict[int, tuple[Watch, float | None]] | None = None
-        store.reload_hooks.append(self._load_watches)
+        # Writer-thread cache of the watches table: check id -> (watch, its stored next_deadline), or None for a
+        # check without a row; so a ping reads no row and writes one only when something moved. Rows are read
+        # as their checks are first touched (a restart with 100,000 checks reads none up front) and forgotten
+        # after a rollback. Every row this scheduler writes goes through the cache.
+        self._watches: dict[int, tuple[Watch, float | None] | None] = {}
+        # A check id above this that is not in the cache has no row, so a check created now costs no read: the
+        # largest id with a row when the cache was (re)started, moved up past rows written but not cached.
+        self._stored_max: int | None = None
+        store.reload_hooks.append(self._forget_watches)
         store.ping_hooks.append(self._on_ping)
-        store.check_hooks.append(self._on_check_changed)
+        store.check_hooks.append(self._on_checks_changed)
 
     # --- hooks, on the writer thread inside the transaction of the change -------------------------------
 
-    def _load_watches(self, conn: sqlite3.Connection) -> None:
-        rows = conn.execute(f"SELECT check_id, {codec.WATCH_COLUMNS}, next_deadline FROM watches")
-        self._watches = {r[0]: (codec.watch_from_row(r[1:6]), r[6]) for r in rows}
+    def _forget_watches(self, conn: sqlite3.Connection) -> None:
+        """After a rollback the cache may hold what was rolled back: read again from disk as needed."""
+        self._watches = {}
+        self._stored_max = None
+
+    def _stored_max_id(self, conn: sqlite3.Connection) -> int:
+        if self._stored_max is None:
+            self._stored_max = int(conn.execute("SELECT COALESCE(MAX(check_id), 0) FROM watches").fetchone()[0])
+        return self._stored_max
+
+    def _read_watches(self, conn: sqlite3.Connection, check_ids: list[int]) -> None:
+        """Bring the watches of `check_ids` into the cache (those not there yet), a few hundred per query."""
+        stored_max = self._stored_max_id(conn)
+        unread = [i for i in check_ids if i not in self._watches]
+        for check_id in unread:
+            self._watches[check_id] = None  # until a row below says otherwise
+        unread = [i for i in unread if i <= stored_max]
+        for k in range(0, len(unread), 500):
+            chunk = unread[k:k + 500]
+            rows = conn.execute(f"SELECT check_id, {codec.WATCH_COLUMNS}, next_deadline FROM watches"
+                                f" WHERE check_id IN ({', '.join('?' * len(chunk))})", chunk)
+            for r in rows:
+                self._watches[r[0]] = (codec.watch_from_row(r[1:6]), r[6])
 
     def _watch(self, conn: sqlite3.Connection, check_id: int) -> Watch | None:
-        if self._watches is None:
-            self._load_watches(conn)
-        assert self._watches is not None
-        entry = self._watches.get(check_id)
+        try:
+            entry = self._watches[check_id]
+        except KeyError:
+            if self._stored_max is not None and check_id > self._stored_max:
+                entry = self._watches[check_id] = None  # a check created since: no row
+            else:
+                self._read_watches(conn, [check_id])
+                entry = self._watches[check_id]
         return entry[0] if entry else None
 
     def _save_watch(self, conn: sqlite3.Connection, check: Check, watch: Watch) -> None:
+        row = self._watch_row(check, watch)
+        if row is not None:
+            conn.execute(_SAVE_WATCH, row)
+
+    def _watch_row(self, check: Check, watch: Watch) -> tuple[Any, ...] | None:
+        """The watches row to write for `check` (the cache already updated), or None when nothing moved."""
         if check.paused or check.archived:
             deadline = None
         else:
             runs = self.store.open_runs(check.id)
             deadline = codec.to_ts(watching.next_deadline(watch, [r.deadline for r in runs]))
-        if self._watches is not None and self._watches.get(check.id) == (watch, deadline):
-            return  # most pings move nothing: skip the write
-        conn.execute(f"INSERT OR REPLACE INTO watches (check_id, {codec.WATCH_COLUMNS}, next_deadline)"
-                     " VALUES (?, ?, ?, ?, ?, ?, ?)", (check.id, *codec.watch_values(watch), deadline))
-        if self._watches is not None:
-            self._watches[check.id] = (watch, deadline)
+        if self._watches.get(check.id) == (watch, deadline):
+            return None  # most pings move nothing: skip the write
+        self._watches[check.id] = (watch, deadline)
+        return self._new_row(check.id, watch, deadline)
+
+    def _new_row(self, check_id: int, watch: Watch, deadline: float | None) -> tuple[Any, ...]:
         if deadline is not None and (self._earliest_written is None or deadline < self._earliest_written):
             self._earliest_written = deadline
+        return (check_id, *codec.watch_values(watch), deadline)
 
-    def _on_check_changed(self, conn: sqlite3.Connection, check: Check, now: datetime) -> None:
-        watch = watching.fresh_watch(check.spec, now, self._watch(conn, check.id))
-        if check.paused or check.archived:
-            watch.next_reminder = None
-        for run in self.store.open_runs(check.id):
-            self._set_deadline(conn, check, run)
-        self._save_watch(conn, check, watch)
+    def _on_checks_changed(self, conn: sqlite3.Connection, checks: list[Check], now: datetime) -> None:
+        """Created, changed, paused, resumed or archived checks expect their next start from `now`."""
+        rows: list[tuple[Any, ...]] = []
+        stored_max = newest = self._stored_max_id(conn)
+        new_rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # a new check's row but its id, by what decides it
+        for check in checks:
+            cached = self._watches.get(check.id, _UNREAD)
+            if ((cached is None or (cached is _UNREAD and check.id > stored_max))
+                    and not (check.paused or check.archived) and not self.store.open_runs(check.id)):
+                # Known to have no row (a first start creates 100,000 such checks): the row is written but not
+                # kept here; _stored_max moves past it below, so its first ping reads the row back.
+                self._watches.pop(check.id, None)
+                spec = check.spec
+                key = (spec.schedule, spec.period, spec.timezone, spec.start_grace)
+                tail = new_rows.get(key)
+                if tail is None:
+                    watch = watching.fresh_watch(spec, now)
+                    tail = new_rows[key] = self._new_row(0, watch, codec.to_ts(watching.next_deadline(watch, [])))[1:]
+                rows.append((check.id, *tail))
+                newest = max(newest, check.id)
+                continue
+            watch = watching.fresh_watch(check.spec, now, self._watch(conn, check.id))
+            if check.paused or check.archived:
+                watch.next_reminder = None
+            for run in self.store.open_runs(check.id):
+                self._set_deadline(conn, check, run)
+            row = self._watch_row(check, watch)
+            if row is not None:
+                rows.append(row)
+        conn.executemany(_SAVE_WATCH, rows)  # one statement for all
+        self._stored_max = newest
 
     def _set_deadline(self, conn: sqlite3.Connection, check: Check, run: Run) -> bool:
         """Keep a run's stored deadline in step with its steps; written only when it moved (returns whether)."""
@@ -116,22 +183,22 @@ class Scheduler:
         """Give every check without a watch (created before deadlines existed) a fresh expectation."""
 
         def op(conn: sqlite3.Connection) -> None:
-            if self._watches is None:  # else loaded by sync_config and kept in step since
-                self._load_watches(conn)
-            have = set(self._watches or ())
             now = self.clock()
-            for check_id in self.store.check_ids():
-                check = self.store.check_by_id(check_id)
-                if check is not None and check_id not in have:
-                    self._on_check_changed(conn, check, now)
+            missing = [r[0] for r in conn.execute(
+                "SELECT id FROM checks WHERE NOT EXISTS (SELECT 1 FROM watches WHERE check_id = checks.id)")]
+            checks = [c for c in map(self.store.check_by_id, missing) if c is not None]
+            for check in checks:
+                self._watches[check.id] = None  # known: no row
+            self._on_checks_changed(conn, checks, now)
 
-        await self.store.writer.submit(op)
+        await self.store.writer.submit(op, long=True)  # every check, at start-up
 
     # --- deadlines ---------------------------------------------------------------------------------------
 
     def _evaluate(self, conn: sqlite3.Connection, check_ids: list[int], now: datetime) -> int:
         alerts = 0
         self._logged = 0
+        self._read_watches(conn, check_ids)
         for check_id in check_ids:
             check = self.store.check_by_id(check_id)
             watch = self._watch(conn, check_id)
@@ -166,11 +233,13 @@ class Scheduler:
             if not rows:
                 break
             ids = [r[0] for r in rows]
-            total += await self.store.writer.submit(partial(self._evaluate, check_ids=ids, now=now))
+            # long: up to DUE_BATCH checks evaluated in one transaction, off the event loop
+            written = await self.store.writer.submit(partial(self._evaluate, check_ids=ids, now=now), long=True)
+            if written:
+                self.on_alerts()  # per batch: the sender starts on these while the next batch is evaluated
+            total += written
             if len(ids) < DUE_BATCH:
                 break
-        if total:
-            self.on_alerts()
         return total
 
     # --- the outbox ----------------------------------------------------------------------------------------

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import signal
 import socket
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 import uvicorn
@@ -42,9 +44,19 @@ def run_server(settings: Settings) -> int:
     # (and our log says what failed), so only its warnings and errors are worth the log lines.
     logging.getLogger("apprise").setLevel(logging.WARNING)
     try:
-        return asyncio.run(serve(settings))
+        return _run(serve(settings))
     except KeyboardInterrupt:
         return 0
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop where uvicorn[standard] installed it: the same loop uvicorn.run would pick, and it
+    halves the loop's share of a ping (the hop to the writer thread and back, the socket work)."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop has no Windows build; the stdlib loop works the same, only slower
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 class _Server(uvicorn.Server):
@@ -70,7 +82,7 @@ class _Server(uvicorn.Server):
 
 async def open_store(settings: Settings) -> Store:
     store = Store(settings.db, retention=settings.retention, synchronous=settings.synchronous)
-    await store.open(settings.ping_key)
+    await store.open(settings.ping_key, settings.checks)
     return store
 
 
@@ -91,7 +103,7 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
                     secure_cookie=secure_cookie_for(settings.base_url), clock=clock)
         settings = dataclasses.replace(settings, web_password=None)
     hub = Hub(settings=settings, store=store, clock=clock)
-    sender = Sender(store, clock, retry_first=settings.retry_first)
+    sender = Sender(store, clock, retry_first=settings.retry_first, status_url=f"{settings.public_url}/")
     scheduler = Scheduler(settings, store, clock, on_alerts=sender.wake)
     hub.ping_listeners.append(scheduler.ping_listener)
     hub.change_listeners.append(scheduler.wake)  # an API change may move a deadline earlier
@@ -110,6 +122,7 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         _install_reload(hub, scheduler.wake)
         scheduler.start()
         sender.start()
+        _freeze_heap()
         try:
             await server.serve()
         except SystemExit as e:  # uvicorn exits when it cannot bind; it has already said why
@@ -120,6 +133,16 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         await sender.stop()
         await store.close()
         log.info("stopped; database closed")
+
+
+def _freeze_heap() -> None:
+    """Leave what start-up built (modules, every check and its spec, the caches) out of later collections.
+
+    A full collection walks every tracked object: with 100,000 checks that is ~60 ms with the GIL held,
+    a stall for every ping in flight whenever the collector decides a full pass is due. These objects live
+    as long as the process (or until the next reload), so there is nothing in them to collect."""
+    gc.collect()
+    gc.freeze()
 
 
 def _report_bad_targets(settings: Settings) -> None:
@@ -160,6 +183,7 @@ def _install_reload(hub: Hub, moved: Callable[[], None]) -> None:
             return
         report = await hub.store.sync_config(fresh.checks, hub.clock())
         moved()  # deadlines may have moved
+        _freeze_heap()
         log.info("config reloaded: %d created, %d updated, %d archived",
                  len(report.created), len(report.updated), len(report.archived))
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -61,10 +62,19 @@ class Decision:
 
 def fresh_watch(spec: CheckSpec, now: datetime, previous: Watch | None = None) -> Watch:
     """The watch for a new, changed or resumed check: expect the next start from `now`; keep the streak."""
+    expected, deadline = _fresh_expectation(spec.schedule, spec.period, spec.timezone, spec.start_grace, now)
+    if previous is None:
+        return Watch(expected_at=expected, start_deadline=deadline)
+    return replace(previous, expected_at=expected, start_deadline=deadline)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fresh_expectation(cron: str | None, period: timedelta | None, timezone: str, start_grace: timedelta,
+                       now: datetime) -> tuple[datetime | None, datetime | None]:
+    # Remembered: the checks created at a first start (100,000 of them) share `now` and, mostly, a schedule.
+    spec = CheckSpec(slug="", schedule=cron, period=period, timezone=timezone, start_grace=start_grace)
     expected = schedule.next_expectation(spec, None, None, now)
-    base = previous or Watch()
-    return replace(base, expected_at=expected,
-                   start_deadline=schedule.start_deadline(spec, expected) if expected else None)
+    return expected, schedule.start_deadline(spec, expected) if expected else None
 
 
 def _previous_slot(spec: CheckSpec, expected: datetime) -> datetime | None:
@@ -170,5 +180,5 @@ def on_due(check_id: int, spec: CheckSpec, watch: Watch, open_runs: list[Run], n
 
 def next_deadline(watch: Watch, run_deadlines: list[datetime | None]) -> datetime | None:
     """When the scheduler must look at this check again."""
-    times = [watch.start_deadline, watch.next_reminder, *run_deadlines]
-    return min((t for t in times if t is not None), default=None)
+    times = [t for t in (watch.start_deadline, watch.next_reminder, *run_deadlines) if t is not None]
+    return min(times) if times else None

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from markupsafe import Markup, escape
 
 from heartwatch.codec import iso
 from heartwatch.model import CheckStatus, PingKind, Run, RunFlag, RunState
+
+if TYPE_CHECKING:
+    from heartwatch.web_data import StripRun
 
 #: A check's status as a word; the CSS class `st-<value>` gives it its colour.
 STATUS_WORDS: dict[CheckStatus, str] = {
@@ -56,8 +60,11 @@ def zone(name: str) -> ZoneInfo:
 
 
 def local_text(dt: datetime, tz: str, seconds: bool = True) -> str:
-    local = dt.astimezone(zone(tz))
-    return local.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+    """`2024-05-01 02:00:00 CEST`: strftime's "%Y-%m-%d %H:%M:%S %Z", spelled out because strftime took half
+    the time of drawing the overview's strips (a tooltip per run, 1,500 on a page)."""
+    t = dt.astimezone(zone(tz))
+    hm = f"{t.year}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}"
+    return f"{hm}:{t.second:02d} {t.tzname() or ''}" if seconds else f"{hm} {t.tzname() or ''}"
 
 
 def utc_text(dt: datetime) -> str:
@@ -68,7 +75,9 @@ def time_tag(dt: datetime | None, tz: str, seconds: bool = True) -> Markup:
     """A <time> in the check's zone, with UTC on hover (title) and ISO for machines (datetime)."""
     if dt is None:
         return Markup("&ndash;")
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso(dt), utc_text(dt), local_text(dt, tz, seconds))
+    # f-strings with escape() rather than Markup.format: the same text, at a fraction of the cost.
+    return Markup(f'<time datetime="{escape(iso(dt))}" title="{escape(utc_text(dt))}">'
+                  f'{escape(local_text(dt, tz, seconds))}</time>')
 
 
 def span_text(delta: timedelta) -> str:
@@ -114,8 +123,8 @@ def when_tag(dt: datetime | None, tz: str, now: datetime) -> Markup:
     """Relative first (what people scan for), the absolute local time beside it, UTC on hover."""
     if dt is None:
         return Markup("&ndash;")
-    return Markup('<span class="rel">{}</span> <span class="abs">{}</span>').format(
-        relative(dt, now), time_tag(dt, tz, seconds=False))
+    return Markup(f'<span class="rel">{escape(relative(dt, now))}</span>'
+                  f' <span class="abs">{time_tag(dt, tz, seconds=False)}</span>')
 
 
 def duration_text(run: Run, now: datetime) -> str:
@@ -143,27 +152,32 @@ def event_kind_text(kind: str, step: str | None, exit_code: int | None) -> str:
     return text
 
 
-def run_title(run: Run, tz: str) -> str:
+def run_title(run: StripRun, tz: str) -> str:
     """A run in one line, for the tooltip of its cell in the overview's strip."""
     text = f"run {run.id}: {RUN_WORDS[run.state]}, {local_text(run.started_at, tz)}"
     duration = run.duration
     if duration is not None and run.state is not RunState.MISSED:
         text += f", took {span_text(duration)}"
-    last = run.last_step
-    if last:
-        text += f", last step {last.name}"
+    if run.last_step is not None:
+        text += f", last step {run.last_step}"
     if run.exit_code is not None:
         text += f", exit {run.exit_code}"
     return text
 
 
-def strip_html(slug: str, runs: list[Run], tz: str) -> Markup:
-    """The overview's strip of a check's last runs, oldest first: one cell per run, linked to its page.
+def strip_html(slug: str, runs: list[StripRun], tz: str) -> Markup:
+    """The overview's strip of a check's last runs (given newest first), oldest first: one cell per run, linked
+    to its page.
 
     Built here rather than in a template macro: the overview draws thousands of these cells, and a macro
     call per cell was most of the page's rendering time."""
-    cells = "".join(
-        f'<li><a class="cell st-{run.state.value}" href="/checks/{escape(slug)}/runs/{run.id}"'
-        f' title="{escape(run_title(run, tz))}"><span class="sr">{RUN_WORDS[run.state]}</span></a></li>'
-        for run in reversed(runs))
+    href = f"/checks/{escape(slug)}/runs/"
+    cells = "".join([_strip_cell(href, run, tz) for run in reversed(runs)])
     return Markup(f'<ol class="strip" aria-label="last {len(runs)} runs, oldest first">{cells}</ol>')
+
+
+@lru_cache(maxsize=8192)
+def _strip_cell(href: str, run: StripRun, tz: str) -> str:
+    # Kept: a page polled for live refresh draws the same finished runs again; a run that changes is a new key.
+    return (f'<li><a class="cell st-{run.state.value}" href="{href}{run.id}" title="{escape(run_title(run, tz))}">'
+            f'<span class="sr">{RUN_WORDS[run.state]}</span></a></li>')

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from heartwatch import config
 from heartwatch.config import ConfigError, Settings, load_settings
 from heartwatch.model import CheckSpec, StepSpec
 
@@ -292,3 +294,72 @@ def test_serve_with_a_bad_env_value_exits_2(tmp_path: Path) -> None:
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "HEARTWATCH_TIMEZONE" in proc.stderr and "Nowhere/Town" in proc.stderr
+
+
+# --- the fast reader (rtoml) reads every file as tomllib does -------------------------------------------------
+
+TRICKY = FULL + r'''
+[checks."quoted-key"]
+name = 'literal \d string'
+schedule = "*/15 2,14 * * 1-5"
+tags = ["ü-umlaut", "tab\there", "esc \u00e9 \"q\""]
+steps = ["a", { name = "b", max = "1h30m" }, "c"]
+
+[checks.multi]
+name = """two
+lines"""
+period = "1d"
+alerts = "json://a.example, json://b.example"
+'''
+
+
+def test_the_fast_reader_gives_what_tomllib_gives(tmp_path: Path) -> None:
+    path = write(tmp_path, TRICKY)
+    with path.open("rb") as f:
+        by_tomllib = config._settings(tomllib.load(f), path, {}, {})
+    assert config._parse_toml_fast(path.read_text()) is not None  # the fast reader is the one under test
+    assert load_settings(path, {}, {}) == by_tomllib
+
+
+def test_crlf_in_a_multiline_string_reads_as_lf_as_tomllib_has_it(tmp_path: Path) -> None:
+    # rtoml keeps the CR; a file with CRs is read by tomllib alone.
+    path = tmp_path / "heartwatch.toml"
+    path.write_bytes(b'[checks.a]\r\nname = """one\r\ntwo"""\r\nperiod = "1h"\r\n')
+    assert load_settings(path, {}, {}).checks["a"].name == "one\ntwo"
+
+
+def test_a_byte_order_mark_is_refused_as_tomllib_refuses_it(tmp_path: Path) -> None:
+    path = tmp_path / "heartwatch.toml"
+    path.write_bytes(b'\xef\xbb\xbf[checks.a]\nperiod = "1h"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, {}, {})
+    assert "not valid TOML" in str(info.value) and "line 1" in str(info.value)
+
+
+def test_a_bad_value_is_named_as_tomllib_reads_it(tmp_path: Path) -> None:
+    # rtoml refuses 1e400 and gives its own tzinfo class for an offset: the message shows tomllib's values.
+    assert "= inf: expected a whole number" in str(config_error(tmp_path, '[checks.a]\nalert_after = 1e400\n'))
+    e = config_error(tmp_path, "[checks.a]\nname = 1979-05-27T07:32:00-07:00\n")
+    assert repr(tomllib.loads("v = 1979-05-27T07:32:00-07:00")["v"]) in str(e)
+    assert e.key == "checks.a.name" and "expected a string" in str(e)
+
+
+def test_a_syntax_error_keeps_tomllibs_line_and_column(tmp_path: Path) -> None:
+    text = '[checks.a]\nperiod = "1h"\nname = "unterminated\n'
+    with pytest.raises(tomllib.TOMLDecodeError) as expected:
+        tomllib.loads(text)
+    assert str(expected.value) in str(config_error(tmp_path, text))
+
+
+def test_remembered_values_still_refuse_a_bad_one_every_time(tmp_path: Path) -> None:
+    steps = '["dump", {name = "upload", max = "30m"}]'
+    good = "".join(f'[checks.c{i}]\nperiod = "1h"\nsteps = {steps}\n' for i in range(3))
+    s = load(tmp_path, good)
+    upload = StepSpec("upload", timedelta(minutes=30))
+    assert s.checks["c0"].steps == s.checks["c2"].steps == (StepSpec("dump"), upload)
+    bad = '[checks.bad]\nperiod = "1h"\nsteps = ["dump", {name = "upload", max = %s}]\n'
+    for _ in range(2):  # a bad value is never remembered as good
+        e = config_error(tmp_path, good + bad % '"0"')
+        assert e.key == "checks.bad.steps" and "must be longer than 0" in str(e)
+        assert config_error(tmp_path, good + bad % "5").key == "checks.bad.steps"
+        assert config_error(tmp_path, '[checks.bad]\nperiod = "-1h"\n').key == "checks.bad.period"

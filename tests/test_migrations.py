@@ -106,3 +106,25 @@ def test_a_failing_migration_leaves_no_trace(conn: sqlite3.Connection, monkeypat
     assert not conn.in_transaction
     assert schema(conn) == before  # half_done was rolled back with the failing statement
     assert len(records(conn)) == LATEST
+
+
+def test_version_2_upgrade_puts_the_run_state_in_the_runs_by_check_index(conn: sqlite3.Connection,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "MIGRATIONS", MIGRATIONS[:2])
+        assert migrate(conn) == [1, 2]
+    conn.execute("INSERT INTO checks (uuid, slug, spec, source, created_at) VALUES ('u', 'old', '{}', 'config', 1)")
+    conn.executemany("INSERT INTO runs (check_id, state, started_at) VALUES (1, ?, ?)",
+                     [("ok", 1), ("failed", 2), ("running", 3)])
+
+    assert migrate(conn) == [3]
+    assert migrate(conn) == []
+    indexed = [row[2] for row in conn.execute("PRAGMA index_info(runs_by_check)")]
+    assert indexed == ["check_id", "id", "state"]
+    # The status page's "newest run state per check" is answered from the index alone.
+    newest = "SELECT (SELECT state FROM runs r WHERE r.check_id = c.id ORDER BY r.id DESC LIMIT 1) FROM checks c"
+    plan = " ".join(str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + newest))
+    assert "COVERING INDEX runs_by_check" in plan
+    assert conn.execute(newest).fetchall() == [("running",)]
+    assert conn.execute("SELECT state FROM runs WHERE check_id = 1 ORDER BY id").fetchall() == [
+        ("ok",), ("failed",), ("running",)]

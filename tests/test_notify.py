@@ -179,6 +179,15 @@ def test_each_target_has_its_own_result(http_receiver: HttpReceiver, refused_por
     assert [path for path, _ in http_receiver.requests] == ["/ok"]
 
 
+def test_alerts_in_a_row_to_one_target_are_not_held_back(http_receiver: HttpReceiver) -> None:
+    """Apprise spaces a plugin's requests by its service's rate (5.5 s for ntfy): alerts in a row must not
+    wait on each other (the wait is longer than this timeout, so a send would fail)."""
+    url = f"ntfy://127.0.0.1:{http_receiver.port}/heartwatch"
+    results = [deliver([url], f"DOWN job{i}: did not start", "body", timeout=2) for i in range(3)]
+    assert [r.ok for [r] in results] == [True, True, True], results
+    assert [p["title"] for _, p in http_receiver.requests] == [f"DOWN job{i}: did not start" for i in range(3)]
+
+
 async def test_silent_target_returns_within_the_timeout_without_blocking_the_loop(silent_port: int) -> None:
     ticks = 0
 

@@ -6,6 +6,7 @@ The Scheduler's deadlines and outbox rows, and the Sender's deliveries to real r
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -297,7 +298,8 @@ async def test_a_burst_is_claimed_at_once_and_each_alert_is_sent_once_by_the_wor
         return [notify.TargetResult("json://127.0.0.1:9/...", True)]
 
     try:
-        sender = Sender(w.store, w.clock, deliver=deliver, concurrency=3)
+        # No digests here (see test_sender_grouping.py), and all three workers may serve the one target.
+        sender = Sender(w.store, w.clock, deliver=deliver, concurrency=3, digest_from=13, per_target=3)
         assert await sender.send_due() == 12  # all claimed, although only 3 can be sent at a time
         await asyncio.sleep(0)
         assert sender.handed_off == 3
@@ -451,4 +453,57 @@ async def test_a_day_forward_and_back_neither_repeats_nor_loses_an_alert(tmp_pat
         assert all(d["delivered_at"] is not None for d in await w.deliveries())
     finally:
         late.stop()
+        await w.store.close()
+
+
+# --- watches read as needed ------------------------------------------------------------------------------------
+
+
+async def test_a_check_created_after_a_restart_gets_a_watch_and_alerts_once(world: World) -> None:
+    await world.add(HOURLY)
+    await world.reopen()
+    await world.ping("hourly", PingKind.START)  # the scheduler has read a watch from disk
+    await world.add({"hourly": HOURLY, "later": CheckSpec(slug="later", period=HOUR, start_grace=timedelta(0))})
+    assert await world.next_deadline("later") == T0 + HOUR
+    assert await world.scheduler.run_due(T0 + HOUR) == 1
+    assert [slug for slug, _, _ in await world.alerts()] == ["later"]
+    assert await world.scheduler.run_due(T0 + HOUR + timedelta(minutes=1)) == 0
+    world.clock.advance(90 * timedelta(minutes=1))
+    await world.ping("later", PingKind.SUCCESS)  # recovers: the watch read back is the one that went down
+    assert [kind for _, kind, _ in await world.alerts("later")] == ["missed", "recovered"]
+
+
+async def test_a_rolled_back_change_of_a_watch_is_not_remembered(world: World) -> None:
+    await world.add(HOURLY)
+    check = await world.check("hourly")
+
+    def pause_then_fail(conn: sqlite3.Connection) -> None:
+        paused = world.store.check_by_id(check.id)
+        assert paused is not None
+        paused.paused = True
+        world.store._changed(conn, [paused], world.clock())  # the scheduler drops the deadline ...
+        raise RuntimeError("boom")  # ... and it is rolled back
+
+    with pytest.raises(RuntimeError):
+        await world.store.writer.submit(pause_then_fail)
+    assert await world.next_deadline("hourly") == T0 + HOUR + timedelta(minutes=5)
+    await world.store.set_paused("hourly", True, world.clock())  # the same change for real is written
+    assert await world.next_deadline("hourly") is None
+    assert await world.scheduler.run_due(T0 + 3 * HOUR) == 0
+
+
+async def test_an_older_check_given_a_watch_by_prepare_alerts_from_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "hw.db")
+    await store.open()
+    await store.sync_config({"hourly": HOURLY}, T0)  # no scheduler yet: no watch row
+    await store.close()
+    w = await open_world(tmp_path)
+    try:
+        await w.add({"hourly": HOURLY, "backup": BACKUP})  # a newer check gets its watch first
+        w.clock.advance(HOUR)
+        await w.scheduler.prepare()
+        assert await w.next_deadline("hourly") == T0 + 2 * HOUR + timedelta(minutes=5)
+        assert await w.scheduler.run_due(T0 + 2 * HOUR + timedelta(minutes=5)) == 1
+        assert [kind for _, kind, _ in await w.alerts("hourly")] == ["missed"]
+    finally:
         await w.store.close()

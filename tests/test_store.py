@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from heartwatch import codec
 from heartwatch.model import Check, CheckSpec, Ping, PingKind, RunState, StepSpec
 from heartwatch.pings import PingRequest
-from heartwatch.store import PRUNE_EVERY, PingOutcome, Store
+from heartwatch.store import PRUNE_EVERY, PingOutcome, Store, new_uuids
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 
@@ -264,3 +267,76 @@ async def test_configured_ping_key_wins_and_is_remembered(tmp_path: Path) -> Non
     await store.open()
     assert store.ping_key == "configured-key"
     await store.close()
+
+
+# --- start-up at scale: bulk creation, specs shared with the config ------------------------------------------------
+
+
+def test_new_uuids_are_random_version_4_uuids_in_the_usual_text_form() -> None:
+    made = new_uuids(2000)
+    assert len(set(made)) == 2000 and new_uuids(0) == []
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+
+
+async def test_a_sync_creating_many_checks_indexes_each_in_config_order(store: Store) -> None:
+    first = (await store.record_ping(PingRequest(kind=PingKind.START, slug="by-ping", ping_key=store.ping_key,
+                                                 create=True), Ping(kind=PingKind.START, at=T0))).check
+    assert first is not None
+    specs = {f"c{i:04d}": CheckSpec(slug=f"c{i:04d}", period=timedelta(minutes=i + 1)) for i in range(1500)}
+    seen: list[list[int]] = []
+    store.check_hooks.append(lambda conn, checks, now: seen.append([c.id for c in checks]))
+    report = await store.sync_config(dict(reversed(specs.items())), T0)
+    assert report.created == list(reversed(specs))
+    rows = await store.fetchall("SELECT id, slug, uuid FROM checks ORDER BY id")
+    assert [r[1] for r in rows] == ["by-ping", *reversed(specs)]
+    assert [r[0] for r in rows] == list(range(first.id, first.id + 1501))
+    assert seen == [[r[0] for r in rows[1:]]]  # one hook call for the whole creation
+    for check_id, slug, text in rows:
+        assert store.resolve(PingRequest(kind=PingKind.START, uuid=text)) == store.check_by_id(check_id)
+        assert (await store.check(slug)) == store.check_by_id(check_id)
+
+
+async def test_reopening_with_the_config_shares_its_specs_and_still_sees_a_change(tmp_path: Path) -> None:
+    old = {"same": CheckSpec(slug="same", schedule="0 2 * * *", tags=("a",)),
+           "edited": CheckSpec(slug="edited", period=timedelta(hours=1))}
+    store = Store(tmp_path / "hw.db")
+    await store.open(None, old)
+    await store.sync_config(old, T0)
+    await store.close()
+
+    new = {"same": CheckSpec(slug="same", schedule="0 2 * * *", tags=("a",)),
+           "edited": CheckSpec(slug="edited", period=timedelta(hours=2))}
+    store = Store(tmp_path / "hw.db")
+    await store.open(None, new)
+    try:
+        same, edited = (await store.check("same")), (await store.check("edited"))
+        assert same is not None and edited is not None
+        assert store.check_by_id(same.id).spec is new["same"]  # type: ignore[union-attr]
+        assert store.check_by_id(edited.id).spec == old["edited"]  # type: ignore[union-attr]  # what is stored
+        report = await store.sync_config(new, T0)
+        assert (report.created, report.updated) == ([], ["edited"])
+        assert (await store.check("edited")).spec == new["edited"]  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("spec", [
+    CheckSpec(slug="plain"),
+    CheckSpec(slug="cron", name='Nightly "backup" ü \\ \n\x01 \u2028', schedule="30 2 * * 1-5",
+              timezone="Europe/Berlin", start_grace=timedelta(seconds=90), max_runtime=timedelta(hours=2),
+              min_runtime=timedelta(seconds=30), steps=(StepSpec("dump"), StepSpec("up:load", timedelta(minutes=45))),
+              strict_steps=True, alert_after=3, alerts=("ntfy://x/y", "json://a?b=c"), tags=("db", "prod", "")),
+    CheckSpec(slug="period", period=timedelta(days=1, microseconds=500), start_grace=timedelta(0)),
+])
+def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: CheckSpec) -> None:
+    secs = lambda d: None if d is None else d.total_seconds()  # noqa: E731
+    expected = json.dumps({
+        "name": spec.name, "schedule": spec.schedule, "period": secs(spec.period), "timezone": spec.timezone,
+        "start_grace": secs(spec.start_grace), "max_runtime": secs(spec.max_runtime),
+        "min_runtime": secs(spec.min_runtime), "steps": [{"name": s.name, "max": secs(s.max)} for s in spec.steps],
+        "strict_steps": spec.strict_steps, "alert_after": spec.alert_after, "alerts": list(spec.alerts),
+        "tags": list(spec.tags)}, separators=(",", ":"))
+    assert codec.spec_to_json(spec) == expected
+    assert codec.spec_from_json(spec.slug, expected) == spec

@@ -137,6 +137,108 @@ async def test_strip_shows_the_last_30_runs_oldest_first_with_tooltips(web: Web)
     assert cells[-1]["href"] == "/checks/hourly/runs/35"
 
 
+async def test_strip_tooltips_tell_the_last_step_exit_status_and_duration(web: Web) -> None:
+    await web.config({"backup": BACKUP})
+    await full_run(web, "backup", 0, ["dump", "upload"], "/3")
+    check_id = await web.check_id("backup")
+    await web.save_run(Run(check_id=check_id, state=RunState.MISSED, started_at=T0 + timedelta(days=1),
+                           ended_at=T0 + timedelta(days=1, minutes=15)))
+    await full_run(web, "backup", 60 * 48, ["dump"], "none")
+    soup = await web.page("/")
+    titles = [str(a["title"]) for a in row(soup, "backup").select("ol.strip a.cell")]
+    assert titles == [
+        "run 1: failed, 2024-05-01 02:00:00 CEST, took 13m, last step upload, exit 3",
+        "run 2: missed, 2024-05-02 02:00:00 CEST",
+        "run 3: running, 2024-05-03 02:00:00 CEST, last step dump",
+    ]
+
+
+async def test_overview_status_is_the_check_pages_for_every_kind_of_check(web: Web) -> None:
+    """The overview works every check's status out from a few columns; the check page from the decoded check,
+    its newest run and its watch. They must agree."""
+    now = T0 + timedelta(hours=10)
+    due = Watch(expected_at=now - minutes(5), start_deadline=now + minutes(10))
+    overdue = Watch(expected_at=now - minutes(30), start_deadline=now - minutes(15))
+    ahead = Watch(expected_at=now + minutes(30), start_deadline=now + minutes(45))
+    no_deadline = Watch(expected_at=now - minutes(5))
+    cases: dict[str, tuple[list[RunState], Watch | None, bool, str]] = {
+        "fresh": ([], None, False, "new"),
+        "fresh-due": ([], due, False, "late"),
+        "fresh-overdue": ([], overdue, False, "new"),
+        "ok": ([RunState.OK], None, False, "up"),
+        "ok-due": ([RunState.OK], due, False, "late"),
+        "ok-no-deadline": ([RunState.OK], no_deadline, False, "late"),
+        "ok-ahead": ([RunState.OK], ahead, False, "up"),
+        "failed": ([RunState.FAILED], None, False, "down"),
+        "failed-due": ([RunState.FAILED], due, False, "down"),
+        "missed": ([RunState.MISSED], None, False, "down"),
+        "timed-out": ([RunState.TIMED_OUT], None, False, "down"),
+        "interrupted": ([RunState.INTERRUPTED], None, False, "down"),
+        "running-due": ([RunState.RUNNING], due, False, "running"),
+        "recovered": ([RunState.FAILED, RunState.OK], None, False, "up"),
+        "broke": ([RunState.OK, RunState.FAILED], None, False, "down"),
+        "paused-running": ([RunState.RUNNING], due, True, "paused"),
+        "paused-fresh": ([], None, True, "paused"),
+    }
+    await web.config({slug: {"period": "1h"} for slug in cases})
+    for slug, (states, watch, paused, _) in cases.items():
+        check_id = await web.check_id(slug)
+        for i, state in enumerate(states):
+            started = T0 + timedelta(hours=i)
+            ended = None if state is RunState.RUNNING else started + minutes(3)
+            await web.save_run(Run(check_id=check_id, state=state, started_at=started, ended_at=ended))
+        if watch is not None:
+            await web.set_watch(slug, watch)
+        if paused:
+            await web.sql("UPDATE checks SET paused = 1 WHERE id = ?", (check_id,))
+    web.clock.now = now
+
+    overview = await web.page("/")
+    shown = {str(tr["data-slug"]): str(tr["data-status"]) for tr in overview.select("tr.check-row")}
+    assert shown == {slug: expected for slug, (_, _, _, expected) in cases.items()}
+    for slug in cases:
+        page = await web.page(f"/checks/{slug}")
+        big = page.select_one(".big-status")
+        assert big is not None and big["data-status"] == shown[slug], slug
+
+
+async def test_overview_shows_a_renamed_or_retagged_check_at_once(web: Web) -> None:
+    await web.config({"a": {"name": "Zulu", "tags": ["old"]}, "b": {"name": "Mike"}})
+    soup = await web.page("/")
+    assert [tr["data-slug"] for tr in soup.select("tr.check-row")] == ["b", "a"]
+    assert "Zulu" in cell(row(soup, "a"), "Check")
+
+    await web.config({"a": {"name": "Alpha", "tags": ["new"]}, "b": {"name": "Mike"}})
+    soup = await web.page("/")
+    assert [tr["data-slug"] for tr in soup.select("tr.check-row")] == ["a", "b"]
+    assert "Alpha" in cell(row(soup, "a"), "Check") and "Zulu" not in text(soup)
+    assert [t["href"] for t in row(soup, "a").select("a.tag")] == ["?tag=new"]
+    assert [o["value"] for o in soup.select('select[name="tag"] option')] == ["", "new"]
+    assert [tr["data-slug"] for tr in (await web.page("/?tag=old")).select("tr.check-row")] == []
+
+    await web.config({"a": {"tags": ["new"]}, "b": {"name": "Mike"}})  # no name: the slug is shown
+    soup = await web.page("/")
+    assert [tr["data-slug"] for tr in soup.select("tr.check-row")] == ["a", "b"]
+    assert "Alpha" not in text(soup)
+
+
+async def test_overview_orders_names_without_regard_to_case_across_pages(web: Web,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_data, "PAGE_SIZE", 2)
+    await web.config({"e": {"name": "\u00e9mile"}, "z": {"name": "Zulu"}, "b": {"name": "beta"},
+                      "a": {"name": "Alpha"}, "d": {"name": "delta", "period": "1h"}})
+    await full_run(web, "d", 0, [], "/fail")
+
+    async def slugs(query: str) -> list[str]:
+        return [str(tr["data-slug"]) for tr in (await web.page(f"/{query}")).select("tr.check-row")]
+
+    # Down first, then the new ones by name, lower case: "é" sorts after "z" (by code point, as before).
+    assert await slugs("?page=1") == ["d", "a"]
+    assert await slugs("?page=2") == ["b", "z"]
+    assert await slugs("?page=3") == ["e"]
+    assert await slugs("?status=new&page=2") == ["z", "e"]
+
+
 async def test_overview_filters_by_tag_and_status_with_plain_links_and_a_form(web: Web) -> None:
     await web.config({"backup": BACKUP, "hourly": {"period": "1h", "tags": ["web"]}, "quiet": {"tags": ["db"]}})
     await full_run(web, "backup", 0, [], "/fail")
