@@ -5,6 +5,7 @@ Each subcommand lives in the module that owns its work; this file only gathers t
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -28,7 +29,33 @@ def settings_or_exit(config: Path | None, **flags: object) -> Settings:
         sys.exit(EXIT_CONFIG)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The subcommands owned by other modules, imported when used: `heartwatch serve` does not load the HTTP
+    client (httpx alone is a quarter of a second) and `heartwatch run` in a crontab does not load the server."""
+
+    elsewhere = {
+        "run": "heartwatch.cli_client:run_cmd",
+        "step": "heartwatch.cli_client:step_cmd",
+        "ping": "heartwatch.cli_client:ping_cmd",
+        "import-crontab": "heartwatch.cli_client:import_crontab_cmd",
+        "notify-test": "heartwatch.cli_notify:notify_test",
+        "checks": "heartwatch.cli_checks:checks",
+        "backup": "heartwatch.backup:backup_cmd",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.elsewhere])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.elsewhere:
+            return super().get_command(ctx, name)
+        module, attr = self.elsewhere[name].split(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command) and command.name == name, name
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="heartwatch")
 def main() -> None:
     """heartwatch: know when your scheduled jobs start, reach each step, and finish."""
@@ -47,24 +74,3 @@ def serve(config: Path | None, db: Path | None, host: str | None, port: int | No
 
     settings = settings_or_exit(config, db=db, host=host, port=port)
     sys.exit(run_server(settings))
-
-
-# Subcommands owned by other modules register here.
-from heartwatch.cli_client import import_crontab_cmd, ping_cmd, run_cmd, step_cmd  # noqa: E402
-
-main.add_command(run_cmd)
-main.add_command(step_cmd)
-main.add_command(ping_cmd)
-main.add_command(import_crontab_cmd)
-
-from heartwatch.cli_notify import notify_test  # noqa: E402
-
-main.add_command(notify_test)
-
-from heartwatch.cli_checks import checks  # noqa: E402
-
-main.add_command(checks)
-
-from heartwatch.backup import backup_cmd  # noqa: E402
-
-main.add_command(backup_cmd)
