@@ -140,8 +140,8 @@ def _freeze_heap() -> None:
 
     A full collection walks every tracked object: with 100,000 checks that is ~60 ms with the GIL held,
     a stall for every ping in flight whenever the collector decides a full pass is due. These objects live
-    as long as the process (or until the next reload), so there is nothing in them to collect."""
-    gc.collect()
+    as long as the process (or until the next reload), so there is nothing in them to collect. (No collection
+    first: it would take 0.3 s at 100,000 checks, and start-up leaves next to no cyclic garbage to keep.)"""
     gc.freeze()
 
 
