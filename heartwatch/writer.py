@@ -82,6 +82,7 @@ class Writer:
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="heartwatch-checkpoint")
         self._checkpoint_conn: sqlite3.Connection | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
+        self._written = asyncio.Event()  # set after each batch: the WAL has something to copy
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -119,6 +120,7 @@ class Writer:
             inline, self._pending_long = self._inline and not self._pending_long, False
             if batch:
                 await self._commit(loop, batch, inline)
+                self._written.set()
             if self._closing and not self._pending:
                 return
 
@@ -179,15 +181,14 @@ class Writer:
         A PASSIVE checkpoint takes no lock a writer needs, so commits go on meanwhile; its fsyncs are what a
         checkpoint inside a commit would have made a batch of pings wait for."""
         loop = asyncio.get_running_loop()
-        done = 0
         while True:
-            await asyncio.sleep(every)
-            if self.batches != done:
-                done = self.batches
-                try:
-                    await loop.run_in_executor(self._checkpointer, self._checkpoint)
-                except sqlite3.Error as e:  # busy or I/O: the next round or the writer's backstop tries again
-                    log.warning("WAL checkpoint failed: %s", e)
+            await self._written.wait()  # an idle server has nothing to copy: no wake-ups at all
+            await asyncio.sleep(every)  # and a busy one copies what `every` seconds of batches wrote, at once
+            self._written.clear()
+            try:
+                await loop.run_in_executor(self._checkpointer, self._checkpoint)
+            except sqlite3.Error as e:  # busy or I/O: the next round or the writer's backstop tries again
+                log.warning("WAL checkpoint failed: %s", e)
 
     def _checkpoint(self) -> None:
         if self._checkpoint_conn is None:
