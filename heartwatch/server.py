@@ -50,8 +50,9 @@ def run_server(settings: Settings) -> int:
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:
-    """Run on uvloop where uvicorn[standard] installed it: the same loop uvicorn.run would pick, and it
-    halves the loop's share of a ping (the hop to the writer thread and back, the socket work)."""
+    """Run on uvloop where uvicorn[standard] installed it: the loop uvicorn.run would pick (and the bare
+    endpoint of bench/pings.py runs on). Measured interleaved at concurrency 16: 2,360-2,670 pings/s on the
+    stdlib loop, 2,950-3,390 on uvloop."""
     try:
         import uvloop
     except ImportError:  # uvloop has no Windows build; the stdlib loop works the same, only slower

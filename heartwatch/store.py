@@ -245,10 +245,6 @@ class Store:
         for hook in self.check_hooks:
             hook(conn, checks, now)
 
-    def check_ids(self) -> list[int]:
-        """From the writer's index: call on the writer thread (inside an operation)."""
-        return list(self._by_id)
-
     def check_by_id(self, check_id: int) -> Check | None:
         """From the writer's index: call on the writer thread (inside an operation)."""
         return self._by_id.get(check_id)

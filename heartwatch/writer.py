@@ -8,10 +8,10 @@ commits. A caller's await returns only after COMMIT.
 Where a batch runs: with `synchronous=normal` (the default) a commit only appends to the WAL, no fsync,
 so a batch of pings is some tens of microseconds of SQLite and runs right on the event loop. Handing it to
 a thread and back costs more than that (two wake-ups, ~100-150 µs of CPU per batch on a small VM, plus
-the GIL going back and forth): at concurrency 16, ~4,200 pings/s inline against ~2,700 through a thread
-(bench/pings.py). A batch goes to the writer thread instead when it would stall every request for
-too long: with `synchronous=full` (each commit waits on an fsync) and for operations submitted as `long`
-(a config reload with thousands of checks, a scheduler pass over hundreds of due checks). The WAL is
+the GIL going back and forth): at concurrency 16, three interleaved runs gave 2,570-4,260 pings/s inline
+against 1,660-2,740 through a thread. A batch goes to the writer thread instead when it would stall every
+request for too long: with `synchronous=full` (each commit waits on an fsync) and for operations submitted
+as `long` (a config reload with thousands of checks, a scheduler pass over hundreds of due checks). The WAL is
 copied into the database by a checkpointer thread of its own, so no commit waits on those fsyncs either.
 Batches run one at a time, wherever they run.
 """

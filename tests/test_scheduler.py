@@ -196,12 +196,17 @@ async def test_deadlines_survive_a_restart_and_alert_exactly_once(world: World) 
     assert len(await world.alerts()) == 2
 
 
-async def test_prepare_gives_checks_without_a_watch_a_fresh_expectation(tmp_path: Path) -> None:
+async def world_with_a_check_without_a_watch(tmp_path: Path) -> World:
+    """"hourly" stored by a store without a scheduler (as before deadlines existed), then opened with one."""
     store = Store(tmp_path / "hw.db")
     await store.open()
     await store.sync_config({"hourly": HOURLY}, T0)  # no scheduler yet: no watch row
     await store.close()
-    w = await open_world(tmp_path)
+    return await open_world(tmp_path)
+
+
+async def test_prepare_gives_checks_without_a_watch_a_fresh_expectation(tmp_path: Path) -> None:
+    w = await world_with_a_check_without_a_watch(tmp_path)
     try:
         w.clock.advance(HOUR)
         await w.scheduler.prepare()
@@ -493,11 +498,7 @@ async def test_a_rolled_back_change_of_a_watch_is_not_remembered(world: World) -
 
 
 async def test_an_older_check_given_a_watch_by_prepare_alerts_from_it(tmp_path: Path) -> None:
-    store = Store(tmp_path / "hw.db")
-    await store.open()
-    await store.sync_config({"hourly": HOURLY}, T0)  # no scheduler yet: no watch row
-    await store.close()
-    w = await open_world(tmp_path)
+    w = await world_with_a_check_without_a_watch(tmp_path)
     try:
         await w.add({"hourly": HOURLY, "backup": BACKUP})  # a newer check gets its watch first
         w.clock.advance(HOUR)
