@@ -56,7 +56,7 @@ ZONES = ["UTC", "UTC", "UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo"]
 # Runs `heartwatch serve` and, at exit, writes the sender's hand-off log to the file named first.
 _SERVE_WITH_HANDOFF_LOG = """
 import atexit, json, sys
-from heartwatch import sender
+from heartwatch.engine import sender
 senders = []
 _start = sender.Sender.start
 def start(self):
@@ -69,7 +69,7 @@ def write():
         json.dump({"log": [list(entry) for s in senders for entry in s.handoff_log],
                    "sends": sum(getattr(s, "sends", len(s.handoff_log)) for s in senders)}, f)
 atexit.register(write)
-from heartwatch.cli import main
+from heartwatch.cli.main import main
 main(prog_name="heartwatch")
 """
 

@@ -1,3 +1,3 @@
-from heartwatch.cli import main
+from heartwatch.cli.main import main
 
 main()

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 import rtoml
 from croniter import croniter
 
-from heartwatch.durations import parse_duration
-from heartwatch.model import CheckSpec, StepSpec
+from heartwatch.core.durations import parse_duration
+from heartwatch.core.model import CheckSpec, StepSpec
 
 SLUG_RE = re.compile(r"^[a-z0-9_-]{1,64}\Z")  # \Z: `$` would let a trailing newline in
 #: Step names share the rid alphabet so they are safe in URLs, logs and HTML attributes.

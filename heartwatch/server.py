@@ -25,15 +25,16 @@ from typing import Any
 import click
 import uvicorn
 
-from heartwatch import __version__, notify
-from heartwatch.app import create_app
-from heartwatch.auth import Auth, is_loopback, secure_cookie_for
+from heartwatch import __version__
 from heartwatch.clock import Clock, system_clock
 from heartwatch.config import ConfigError, Settings, load_settings
-from heartwatch.hub import Hub
-from heartwatch.scheduler import Scheduler
-from heartwatch.sender import Sender
-from heartwatch.store import DamagedDatabase, Store
+from heartwatch.engine import notify
+from heartwatch.engine.scheduler import Scheduler
+from heartwatch.engine.sender import Sender
+from heartwatch.store.sqlite import DamagedDatabase, Store
+from heartwatch.web.app import create_app
+from heartwatch.web.auth import Auth, is_loopback, secure_cookie_for
+from heartwatch.web.hub import Hub
 
 log = logging.getLogger("heartwatch")
 

@@ -15,12 +15,12 @@ import httpx
 import pytest
 from conftest import Server
 
-from heartwatch.api_write import ApiError, authorize, merge, spec_table
-from heartwatch.app import create_app
 from heartwatch.config import Settings, parse_check
-from heartwatch.hub import Hub
-from heartwatch.model import CheckSpec, StepSpec
-from heartwatch.store import Store
+from heartwatch.core.model import CheckSpec, StepSpec
+from heartwatch.store.sqlite import Store
+from heartwatch.web.api_write import ApiError, authorize, merge, spec_table
+from heartwatch.web.app import create_app
+from heartwatch.web.hub import Hub
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

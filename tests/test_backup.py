@@ -15,7 +15,7 @@ import pytest
 from conftest import Server
 from receivers import wait_for
 
-from heartwatch.backup import backup
+from heartwatch.store.backup import backup
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import Server
 
-from heartwatch.cli import main
-from heartwatch.cli_checks import CheckLine, table
+from heartwatch.cli.checks import CheckLine, table
+from heartwatch.cli.main import main
 
 TOKEN = "cli-token"
 CONFIG = """

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from receivers import HttpReceiver, free_port
 
-from heartwatch.cli import main
-from heartwatch.cli_notify import TITLE
-from heartwatch.notify import redact
+from heartwatch.cli.main import main
+from heartwatch.cli.notify_test import TITLE
+from heartwatch.engine.notify import redact
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import Server, free_port
 
-from heartwatch.client import (
+from heartwatch.cli.ping_client import (
     ClientError,
     OutputTail,
     Pinger,

@@ -13,7 +13,7 @@ import pytest
 
 from heartwatch import config
 from heartwatch.config import ConfigError, Settings, load_settings
-from heartwatch.model import CheckSpec, StepSpec
+from heartwatch.core.model import CheckSpec, StepSpec
 
 FULL = """
 [server]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from heartwatch.cli.crontab_import import checks_toml, parse_and_rewrite, slug_for, wrap_command
 from heartwatch.config import load_settings
-from heartwatch.crontab_import import checks_toml, parse_and_rewrite, slug_for, wrap_command
 
 CRONTAB = """\
 # m h dom mon dow command

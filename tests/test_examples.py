@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from conftest import Server
 
+from heartwatch.cli.crontab_import import parse_and_rewrite
 from heartwatch.config import load_settings
-from heartwatch.crontab_import import parse_and_rewrite
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BIN = str(Path(sys.executable).parent)

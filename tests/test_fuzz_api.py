@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from test_fuzz_pings import FUZZ, TOKEN, FuzzApp, assert_no_traceback, check_database, report_requests
 
-from heartwatch.openapi import document
+from heartwatch.web.openapi import document
 
 __all__ = ["report_requests"]  # the module fixture that prints the request count
 

@@ -30,13 +30,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from heartwatch.app import create_app
 from heartwatch.config import Settings, parse_check
-from heartwatch.hub import Hub
-from heartwatch.model import RunState
-from heartwatch.ping_view import MAX_BODY
-from heartwatch.scheduler import Scheduler
-from heartwatch.store import Store
+from heartwatch.core.model import RunState
+from heartwatch.engine.scheduler import Scheduler
+from heartwatch.store.sqlite import Store
+from heartwatch.web.app import create_app
+from heartwatch.web.hub import Hub
+from heartwatch.web.ping_view import MAX_BODY
 
 T = TypeVar("T")
 KEY = "fuzz-key"

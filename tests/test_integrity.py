@@ -19,7 +19,7 @@ import httpx
 import pytest
 from conftest import Server, free_port
 
-from heartwatch.store import DamagedDatabase, Store
+from heartwatch.store.sqlite import DamagedDatabase, Store
 
 
 def serve_once(db: Path) -> subprocess.CompletedProcess[str]:

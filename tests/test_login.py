@@ -13,12 +13,12 @@ import pytest
 from bs4 import BeautifulSoup
 from test_web_support import KEY, T0, Clock
 
-from heartwatch.app import create_app
-from heartwatch.auth import LOGIN_COOKIE, SESSION_COOKIE, Auth
 from heartwatch.config import Settings, parse_check
-from heartwatch.hub import Hub
-from heartwatch.login import LOGIN_TRIES
-from heartwatch.store import Store
+from heartwatch.store.sqlite import Store
+from heartwatch.web.app import create_app
+from heartwatch.web.auth import LOGIN_COOKIE, SESSION_COOKIE, Auth
+from heartwatch.web.hub import Hub
+from heartwatch.web.login import LOGIN_TRIES
 
 PASSWORD = "correct horse battery staple"
 TOKEN = "read-token-0123456789"

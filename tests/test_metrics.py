@@ -12,11 +12,11 @@ import httpx
 import pytest
 from conftest import Server
 
-from heartwatch.app import create_app
 from heartwatch.config import Settings
-from heartwatch.hub import Hub
-from heartwatch.metrics import Family, escape_label, render
-from heartwatch.store import Store
+from heartwatch.store.sqlite import Store
+from heartwatch.web.app import create_app
+from heartwatch.web.hub import Hub
+from heartwatch.web.metrics import Family, escape_label, render
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from heartwatch import migrations
-from heartwatch.migrations import MIGRATIONS, migrate
+from heartwatch.store import migrations
+from heartwatch.store.migrations import MIGRATIONS, migrate
 
 LATEST = max(v for v, _, _ in MIGRATIONS)
 

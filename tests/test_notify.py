@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from conftest import free_port
 
-from heartwatch.notify import (
+from heartwatch.engine.notify import (
     MAX_ATTEMPTS,
     TargetResult,
     backoff,

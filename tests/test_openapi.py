@@ -12,12 +12,12 @@ import pytest
 from conftest import Server
 from openapi_spec_validator import validate
 
-from heartwatch.app import create_app
 from heartwatch.config import Settings
-from heartwatch.hub import Hub
-from heartwatch.openapi import SCHEMAS, document
-from heartwatch.ping_view import PingEndpoint
-from heartwatch.store import Store
+from heartwatch.store.sqlite import Store
+from heartwatch.web.app import create_app
+from heartwatch.web.hub import Hub
+from heartwatch.web.openapi import SCHEMAS, document
+from heartwatch.web.ping_view import PingEndpoint
 
 TOKEN = "doc-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from heartwatch.model import PingKind
-from heartwatch.pings import BadPing, PingRequest, parse_ping
+from heartwatch.core.model import PingKind
+from heartwatch.core.pings import BadPing, PingRequest, parse_ping
 
 UUID = "0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b"
 KEY = "k3y-for-slug-urls"

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from test_web_support import KEY, T0, Clock
 
-from heartwatch.app import create_app
 from heartwatch.config import Settings, load_settings, parse_check
-from heartwatch.hub import Hub
-from heartwatch.ratelimit import FixedWindow
-from heartwatch.store import Store
+from heartwatch.store.sqlite import Store
+from heartwatch.web.app import create_app
+from heartwatch.web.hub import Hub
+from heartwatch.web.ratelimit import FixedWindow
 
 
 class Pinger:

@@ -6,8 +6,8 @@ import copy
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from heartwatch.model import CheckSpec, Ping, PingKind, Run, RunFlag, RunState, StepMark, StepSpec
-from heartwatch.runs import MAX_MARKS, Applied, apply_ping, find_open_run, missing_steps
+from heartwatch.core.model import CheckSpec, Ping, PingKind, Run, RunFlag, RunState, StepMark, StepSpec
+from heartwatch.core.runs import MAX_MARKS, Applied, apply_ping, find_open_run, missing_steps
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 CHECK_ID = 7

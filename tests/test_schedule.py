@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from heartwatch.model import CheckSpec, Run, RunFlag, RunState, StepMark, StepSpec
-from heartwatch.schedule import (
+from heartwatch.core.model import CheckSpec, Run, RunFlag, RunState, StepMark, StepSpec
+from heartwatch.core.schedule import (
     describe_schedule,
     expected_after_start,
     finish_deadline,
@@ -50,7 +50,7 @@ def expectations(spec: CheckSpec, after: datetime, until: datetime) -> list[date
     return out
 
 
-# --- croniter's own behaviour, pinned: the rules in heartwatch.schedule build on it -------------
+# --- croniter's own behaviour, pinned: the rules in heartwatch.core.schedule build on it -------------
 
 
 def croniter_next(expr: str, zone: ZoneInfo, after: datetime, n: int) -> list[datetime]:

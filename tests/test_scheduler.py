@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from receivers import HttpReceiver, SilentPort, free_port
 
-from heartwatch import notify
 from heartwatch.config import Settings
-from heartwatch.model import Check, CheckSpec, Ping, PingKind, StepSpec
-from heartwatch.pings import PingRequest
-from heartwatch.scheduler import DUE_BATCH, Scheduler
-from heartwatch.sender import Sender
-from heartwatch.store import Store
+from heartwatch.core.model import Check, CheckSpec, Ping, PingKind, StepSpec
+from heartwatch.core.pings import PingRequest
+from heartwatch.engine import notify
+from heartwatch.engine.scheduler import DUE_BATCH, Scheduler
+from heartwatch.engine.sender import Sender
+from heartwatch.store.sqlite import Store
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -19,8 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from test_web_support import KEY, Web
 
-from heartwatch.app import create_app
-from heartwatch.security import CONTENT_SECURITY_POLICY
+from heartwatch.web.app import create_app
+from heartwatch.web.security import CONTENT_SECURITY_POLICY
 
 EXPECTED = {
     "content-security-policy": CONTENT_SECURITY_POLICY,

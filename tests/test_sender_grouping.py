@@ -1,7 +1,7 @@
 """Digests: many alerts ready at once for one target go as one message, and each delivery keeps its own record.
 
 The Sender on a real Store with the fake clock of test_scheduler.py, sending through Apprise to real receivers
-on loopback; the digest's words (heartwatch.alert_text) on their own at the end.
+on loopback; the digest's words (heartwatch.core.alert_text) on their own at the end.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import pytest
 from receivers import HttpReceiver
 from test_scheduler import HOUR, T0, World, alert_world
 
-from heartwatch import alert_text, notify
-from heartwatch.model import PingKind
-from heartwatch.sender import DIGEST_FROM, Sender
+from heartwatch.core import alert_text
+from heartwatch.core.model import PingKind
+from heartwatch.engine import notify
+from heartwatch.engine.sender import DIGEST_FROM, Sender
 
 
 @pytest.fixture

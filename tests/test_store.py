@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from heartwatch import codec
-from heartwatch.model import Check, CheckSpec, Ping, PingKind, RunState, StepSpec
-from heartwatch.pings import PingRequest
-from heartwatch.store import PRUNE_EVERY, PingOutcome, Store, new_uuids
+from heartwatch.core.model import Check, CheckSpec, Ping, PingKind, RunState, StepSpec
+from heartwatch.core.pings import PingRequest
+from heartwatch.store import codec
+from heartwatch.store.sqlite import PRUNE_EVERY, PingOutcome, Store, new_uuids
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 

@@ -25,12 +25,12 @@ import pytest
 from conftest import Server
 from receivers import HttpReceiver, SilentPort, wait_for
 
-from heartwatch import notify
 from heartwatch.config import Settings
-from heartwatch.model import CheckSpec, Ping, PingKind
-from heartwatch.pings import PingRequest
-from heartwatch.sender import Sender
-from heartwatch.store import Store
+from heartwatch.core.model import CheckSpec, Ping, PingKind
+from heartwatch.core.pings import PingRequest
+from heartwatch.engine import notify
+from heartwatch.engine.sender import Sender
+from heartwatch.store.sqlite import Store
 
 BAD_URL = "bogus://alerts.example.org/token"
 
@@ -174,7 +174,7 @@ class FakeClock:
 
 async def failed_check_alert(tmp_path: Path, urls: tuple[str, ...], clock: FakeClock) -> Store:
     """A store with one alert in the outbox (written by the Scheduler's ping hook), addressed to `urls`."""
-    from heartwatch.scheduler import Scheduler
+    from heartwatch.engine.scheduler import Scheduler
 
     settings = Settings(db=tmp_path / "hw.db", alert_urls=urls)
     store = Store(settings.db)

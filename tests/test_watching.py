@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from heartwatch import alert_text, schedule
-from heartwatch.model import CheckSpec, Ping, PingKind, Run, RunState, StepSpec, Watch
-from heartwatch.runs import apply_ping
-from heartwatch.watching import AlertIntent, AlertKind, after_ping, fresh_watch, next_deadline, on_due, satisfies
+from heartwatch.core import alert_text, schedule
+from heartwatch.core.model import CheckSpec, Ping, PingKind, Run, RunState, StepSpec, Watch
+from heartwatch.core.runs import apply_ping
+from heartwatch.core.watching import AlertIntent, AlertKind, after_ping, fresh_watch, next_deadline, on_due, satisfies
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 CHECK_ID = 1

@@ -12,8 +12,8 @@ import pytest
 from bs4 import BeautifulSoup, Tag
 from test_web_support import T0, Web, cell, row, text
 
-from heartwatch import web_data
-from heartwatch.model import Run, RunState, StepMark, Watch
+from heartwatch.core.model import Run, RunState, StepMark, Watch
+from heartwatch.web import page_data as web_data
 
 BACKUP = {"name": "Nightly Postgres backup", "schedule": "0 2 * * *", "timezone": "Europe/Berlin",
           "max_runtime": "2h", "steps": ["dump", {"name": "upload", "max": "45m"}, "verify"], "tags": ["db", "prod"]}
@@ -512,7 +512,7 @@ async def test_names_steps_and_bodies_are_shown_as_text_never_as_markup(web: Web
     assert check is not None
     from dataclasses import replace
 
-    from heartwatch.model import StepSpec
+    from heartwatch.core.model import StepSpec
 
     evil_spec = replace(check.spec, steps=(StepSpec(EVIL), StepSpec("upload")), tags=(EVIL,))
     await web.hub.store.sync_config({"backup": evil_spec}, T0)

@@ -10,8 +10,8 @@ import pytest
 from bs4 import BeautifulSoup
 from test_web_support import T0, Web
 
-from heartwatch.badges import badge_svg
-from heartwatch.model import CheckStatus, Watch
+from heartwatch.core.model import CheckStatus, Watch
+from heartwatch.web.badges import badge_svg
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 from bs4 import BeautifulSoup, Tag
 
-from heartwatch.app import create_app
-from heartwatch.codec import watch_values
 from heartwatch.config import Settings, parse_check
-from heartwatch.hub import Hub
-from heartwatch.model import Run, Watch
-from heartwatch.store import Store, save_run
+from heartwatch.core.model import Run, Watch
+from heartwatch.store.codec import watch_values
+from heartwatch.store.sqlite import Store, save_run
+from heartwatch.web.app import create_app
+from heartwatch.web.hub import Hub
 
 KEY = "k3y"
 T0 = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from heartwatch.writer import WAL_BACKSTOP_PAGES, Writer
+from heartwatch.store.writer import WAL_BACKSTOP_PAGES, Writer
 
 
 @pytest.fixture

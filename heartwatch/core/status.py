@@ -1,0 +1,33 @@
+"""A check's status in one word, derived from its runs and its expectation. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from heartwatch.core.model import BAD_STATES, Check, CheckStatus, Run, RunState, Watch
+
+
+def check_status(check: Check, last_run: Run | None, now: datetime, watch: Watch | None = None) -> CheckStatus:
+    """`watch`: the scheduler's expectation (next expected start and start + grace), when there is one.
+
+    new: nothing seen and nothing overdue yet; running: the newest run is open; late: a start is overdue but
+    still inside its grace; down: the newest run is bad; up: the newest run finished well.
+    """
+    return status_of_parts(check.paused, last_run.state if last_run else None, now,
+                           watch.expected_at if watch else None, watch.start_deadline if watch else None)
+
+
+def status_of_parts(paused: bool, last_state: RunState | None, now: datetime, expected_at: datetime | None,
+                    deadline: datetime | None) -> CheckStatus:
+    """`check_status` from the few values it looks at (the overview reads only these for every check)."""
+    if paused:
+        return CheckStatus.PAUSED
+    if last_state is RunState.RUNNING:
+        return CheckStatus.RUNNING
+    if last_state in BAD_STATES:
+        return CheckStatus.DOWN
+    if expected_at is not None and expected_at <= now and (deadline is None or now < deadline):
+        return CheckStatus.LATE
+    if last_state is None:
+        return CheckStatus.NEW
+    return CheckStatus.UP

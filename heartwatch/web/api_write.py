@@ -1,0 +1,262 @@
+"""The write API under /api/v1/: create (upsert), update, archive, pause and resume checks.
+
+Every write needs `Authorization: Bearer <token>` with one of the configured tokens (`[api] tokens`,
+HEARTWATCH_API_TOKEN or HEARTWATCH_API_TOKEN_FILE). With no token configured, writes are refused (403)
+rather than left open: a monitor that anyone on the network can silence is worse than none.
+
+Bodies use the keys of a `[checks.<slug>]` table and go through the config's own parser, so the file and
+the API accept exactly the same values. Errors are JSON `{"error", "field"}`: 400 for a body that is not a
+JSON object, 422 for a value that is wrong, 409 for a change to a config check. Config checks are
+read-only here because the next start or SIGHUP would silently put the file's version back; pausing and
+resuming them is allowed, since that is an operator's action (maintenance) and not part of the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from heartwatch.config import SLUG_RE, ConfigError, Settings, parse_check
+from heartwatch.core.durations import format_duration
+from heartwatch.core.model import CheckSpec
+from heartwatch.store.sqlite import ApiOutcome, ApiWrite
+from heartwatch.web.api import check_json, error
+from heartwatch.web.hub import Hub, hub_of
+
+log = logging.getLogger("heartwatch.web.api")
+
+#: A check's settings fit in a few kilobytes; anything far larger is a mistake, refused before it is read.
+MAX_BODY = 64_000
+#: The keys a body may carry besides `slug`: exactly those of a `[checks.<slug>]` table.
+CHECK_KEYS = frozenset(f.name for f in dataclasses.fields(CheckSpec)) - {"slug"}
+NO_TOKEN = ("writes are disabled because no API token is configured: set [api] tokens in heartwatch.toml, "
+            "or HEARTWATCH_API_TOKEN (or HEARTWATCH_API_TOKEN_FILE), and restart heartwatch")
+READ_ONLY = ("check {slug!r} is defined in the config file, which is read-only through the API (the file "
+             "would overwrite the change on the next start); change it there. Pause and resume work.")
+
+
+class ApiError(Exception):
+    """A request we answer with `status` and a JSON error naming the field."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        self.status, self.message, self.field = status, message, field
+        super().__init__(message)
+
+    def response(self) -> Response:
+        resp = error(self.status, self.message, self.field)
+        if self.status == 401:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="heartwatch"'
+        return resp
+
+
+# --- pure helpers ---------------------------------------------------------------------------------------
+
+
+def authorize(tokens: tuple[str, ...], header: str | None) -> None:
+    """Raise ApiError unless `header` is `Bearer <one of tokens>`; compared in constant time."""
+    if not tokens:
+        raise ApiError(403, NO_TOKEN)
+    scheme, _, given = (header or "").strip().partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        raise ApiError(401, "this needs an API token: send the header Authorization: Bearer <token>")
+    # Every configured token is compared, so the time taken does not tell which one came close; digests
+    # are compared, not the tokens, because compare_digest returns early when the lengths differ.
+    given_digest = hashlib.sha256(given.encode()).digest()
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(given_digest, hashlib.sha256(token.encode()).digest())
+    if not matched:
+        raise ApiError(401, "wrong API token")
+
+
+def spec_table(spec: CheckSpec) -> dict[str, Any]:
+    """A spec as the `[checks.<slug>]` table (JSON-able) that parses back to it: the base a PATCH merges into."""
+    table: dict[str, Any] = {
+        "name": spec.name,
+        "timezone": spec.timezone,
+        "start_grace": format_duration(spec.start_grace),
+        "steps": [{"name": s.name, "max": format_duration(s.max)} if s.max else s.name for s in spec.steps],
+        "strict_steps": spec.strict_steps,
+        "alert_after": spec.alert_after,
+        "alerts": list(spec.alerts),
+        "tags": list(spec.tags),
+    }
+    if spec.schedule is not None:
+        table["schedule"] = spec.schedule
+    for key in ("period", "max_runtime", "min_runtime"):
+        value = getattr(spec, key)
+        if value is not None:
+            table[key] = format_duration(value)
+    return table
+
+
+def reject_unknown(table: dict[str, Any]) -> None:
+    unknown = sorted(set(table) - CHECK_KEYS)
+    if unknown:
+        raise ApiError(422, f"unknown key {unknown[0]!r}; known: slug, {', '.join(sorted(CHECK_KEYS))}", unknown[0])
+
+
+def validate(slug: str, table: dict[str, Any], settings: Settings) -> CheckSpec:
+    """Parse a check table as the config does; a bad value is a 422 naming its field."""
+    reject_unknown(table)
+    try:
+        return parse_check(slug, table, settings.timezone, prefix="")
+    except ConfigError as e:
+        field = e.key[len(slug) + 1:] if e.key.startswith(f"{slug}.") else "slug"
+        raise ApiError(422, f"{field}: {e.reason}", field) from None
+
+
+def merge(current: CheckSpec, patch: dict[str, Any]) -> dict[str, Any]:
+    """JSON merge patch (RFC 7396) of a check table: given keys replace, null resets to the default.
+
+    schedule and period exclude each other, so giving one drops the other instead of failing.
+    """
+    table = spec_table(current)
+    for key, value in patch.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    if patch.get("schedule") is not None:
+        table.pop("period", None)
+    if patch.get("period") is not None:
+        table.pop("schedule", None)
+    return table
+
+
+def check_slug(value: object) -> str:
+    if value is None:
+        raise ApiError(422, "slug is required: the check's name in URLs (1-64 characters of a-z, 0-9, - and _)",
+                       "slug")
+    if not isinstance(value, str) or not SLUG_RE.match(value):
+        raise ApiError(422, "slug: a slug is 1-64 characters of a-z, 0-9, - and _", "slug")
+    return value
+
+
+# --- the request side ------------------------------------------------------------------------------------
+
+
+async def read_object(request: Request) -> dict[str, Any]:
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        raise ApiError(413, f"body too large: at most {MAX_BODY} bytes")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise ApiError(413, f"body too large: at most {MAX_BODY} bytes")
+    except ClientDisconnect:
+        raise ApiError(400, "the client went away before the body arrived") from None
+    try:
+        doc = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ApiError(400, f"the body is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, 'expected a JSON object as the body, like {"slug": "backup", "schedule": "0 2 * * *"}')
+    return doc
+
+
+Handler = Callable[[Request, Hub], Awaitable[Response]]
+
+
+def write_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Authorize, run the handler, turn ApiError into JSON, and tell listeners that a check changed."""
+
+    async def endpoint(request: Request) -> Response:
+        hub = hub_of(request)
+        try:
+            authorize(hub.settings.api_tokens, request.headers.get("authorization"))
+            response = await handler(request, hub)
+        except ApiError as e:
+            return e.response()
+        except (sqlite3.Error, RuntimeError):  # the database refused the write, or we are shutting down
+            log.exception("could not store an API change")
+            return error(503, "could not store the change; try again")
+        if response.status_code < 300:
+            for listener in hub.change_listeners:
+                listener()
+        return response
+
+    return endpoint
+
+
+async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200) -> Response:
+    """The check as GET shows it, or the JSON error for the outcome."""
+    if result is not None and result.error is not None:
+        raise result.error  # what the settings builder refused (an ApiError: 422), answered by write_endpoint
+    if result is None or result.outcome is ApiOutcome.NOT_FOUND:
+        archived = result is not None and result.check is not None and result.check.archived
+        hint = "; it is archived: POST /api/v1/checks to bring it back" if archived else ""
+        return error(404, f"no such check{hint}", "slug")
+    if result.outcome is ApiOutcome.READ_ONLY:
+        return error(409, READ_ONLY.format(slug=slug), "slug")
+    check = await hub.store.check(slug)
+    assert check is not None  # the write committed before we got here
+    runs = await hub.store.runs(check.id, limit=1)
+    headers = {"Location": f"/api/v1/checks/{slug}"} if result.outcome is ApiOutcome.CREATED else None
+    watch = await hub.store.watch(check.id)
+    return JSONResponse(check_json(hub, check, runs[0] if runs else None, watch), status, headers=headers)
+
+
+async def create_check(request: Request, hub: Hub) -> Response:
+    body = await read_object(request)
+    slug = check_slug(body.pop("slug", None))
+    spec = validate(slug, {k: v for k, v in body.items() if v is not None}, hub.settings)
+    result = await hub.store.api_save_check(slug, lambda _current: spec, hub.clock(), create=True)
+    return await answer(hub, slug, result, 201 if result.outcome is ApiOutcome.CREATED else 200)
+
+
+async def update_check(request: Request, hub: Hub) -> Response:
+    slug = request.path_params["slug"]
+    patch = await read_object(request)
+    if patch.get("slug", slug) != slug:
+        raise ApiError(422, "slug cannot be changed; create a new check and delete this one", "slug")
+    patch.pop("slug", None)
+    reject_unknown(patch)  # here too: a null for an unknown key would otherwise pass unnoticed
+
+    def build(current: CheckSpec | None) -> CheckSpec:
+        assert current is not None  # an update never creates
+        return validate(slug, merge(current, patch), hub.settings)
+
+    result = await hub.store.api_save_check(slug, build, hub.clock(), create=False)
+    return await answer(hub, slug, result)
+
+
+async def delete_check(request: Request, hub: Hub) -> Response:
+    slug = request.path_params["slug"]
+    return await answer(hub, slug, await hub.store.api_archive(slug, hub.clock()))
+
+
+async def _set_paused(request: Request, hub: Hub, paused: bool) -> Response:
+    slug = request.path_params["slug"]
+    check = await hub.store.set_paused(slug, paused, hub.clock())
+    return await answer(hub, slug, None if check is None else ApiWrite(ApiOutcome.UPDATED, check))
+
+
+async def pause_check(request: Request, hub: Hub) -> Response:
+    return await _set_paused(request, hub, True)
+
+
+async def resume_check(request: Request, hub: Hub) -> Response:
+    return await _set_paused(request, hub, False)
+
+
+routes = [
+    Route("/api/v1/checks", write_endpoint(create_check), methods=["POST"]),
+    Route("/api/v1/checks/{slug}", write_endpoint(update_check), methods=["PATCH"]),
+    Route("/api/v1/checks/{slug}", write_endpoint(delete_check), methods=["DELETE"]),
+    Route("/api/v1/checks/{slug}/pause", write_endpoint(pause_check), methods=["POST"]),
+    Route("/api/v1/checks/{slug}/resume", write_endpoint(resume_check), methods=["POST"]),
+]

@@ -1,0 +1,63 @@
+"""The Starlette application: routes from each module that owns them, sharing one Hub."""
+
+from __future__ import annotations
+
+import secrets
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from heartwatch.web import api, api_write, login, metrics, openapi, ping_view
+from heartwatch.web import pages as web
+from heartwatch.web.auth import Auth, AuthGate, secure_cookie_for
+from heartwatch.web.hub import Hub, hub_of
+from heartwatch.web.security import HEADERS, SecurityHeaders
+
+
+async def healthz(request: Request) -> Response:
+    rows = await hub_of(request).store.fetchall("SELECT 1")
+    return JSONResponse({"status": "ok" if rows else "degraded"})
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse("not found", 404)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    # Starlette already logged the traceback; the client gets one line and never the traceback.
+    # This answer comes from Starlette's outermost middleware, outside SecurityHeaders: add them here.
+    return PlainTextResponse("internal error; see the heartwatch log", 500, headers=HEADERS)
+
+
+def create_app(hub: Hub, extra_routes: list[BaseRoute] | None = None, auth: Auth | None = None) -> Starlette:
+    """The app; `auth` is the login (server.py builds it with the database's session secret). Without it, a
+    `web_password` in the settings gets a login whose sessions last as long as this process."""
+    if auth is None and hub.settings.web_password:
+        auth = Auth(hub.settings.web_password, secrets.token_bytes(32),
+                    secure_cookie=secure_cookie_for(hub.settings.base_url), clock=hub.clock)
+    routes: list[BaseRoute] = [
+        *api.routes,
+        *api_write.routes,
+        *openapi.routes,
+        *metrics.routes,
+        Route("/healthz", healthz, methods=["GET"]),
+        *web.routes,
+        *login.routes,
+        *(extra_routes or []),
+    ]
+    # Outermost first. Pings are answered by PingEndpoint before the others run, so neither the headers
+    # nor the login cost a ping anything; without a password the gate is not installed at all.
+    middleware = [Middleware(ping_view.PingEndpoint, hub=hub), Middleware(SecurityHeaders)]
+    if auth is not None:
+        middleware.append(Middleware(AuthGate, auth=auth, tokens=hub.settings.api_tokens))
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 500: server_error}, middleware=middleware)
+    app.state.hub = hub
+    app.state.auth = auth
+    app.state.login_limiter = login.login_limiter()
+    # Pings are counted as they are stored: the events table is pruned, so it cannot count them later.
+    app.state.ping_counter = metrics.PingCounter()
+    hub.ping_listeners.append(app.state.ping_counter)
+    return app

@@ -1,0 +1,35 @@
+"""What every part of the running server shares: settings, store, clock, and who to tell about changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from heartwatch.clock import Clock, system_clock
+from heartwatch.config import Settings
+from heartwatch.store.sqlite import PingResult, Store
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    store: Store
+    clock: Clock = system_clock
+    #: Called after each stored ping (the scheduler re-reads deadlines; live pages refresh).
+    ping_listeners: list[Callable[[PingResult], None]] = field(default_factory=list)
+    #: Called after a check is created, changed, archived, paused or resumed through the API (the scheduler
+    #: wakes: a deadline may have moved earlier).
+    change_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def ping_url(self, uuid: str) -> str:
+        return f"{self.settings.public_url}/ping/{uuid}"
+
+    def slug_url(self, slug: str) -> str:
+        return f"{self.settings.public_url}/ping/{self.store.ping_key}/{slug}"
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub

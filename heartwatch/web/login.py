@@ -1,0 +1,135 @@
+"""`/login` and `/logout`: the forms that start and end a session (see `auth` for the cookies and the gate).
+
+Both are POST forms with a CSRF token; a post from another site (wrong or missing token, or an Origin or
+Sec-Fetch-Site header that says so) gets 403 and changes nothing. Wrong passwords are slowed by scrypt and
+limited per client address, so guessing over the network is impractical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from heartwatch.web.auth import LOGIN_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE, Auth, request_session, safe_next
+from heartwatch.web.pages import render
+from heartwatch.web.ratelimit import FixedWindow
+
+#: A login form is a few hundred bytes; anything much larger is not one.
+MAX_FORM = 8_000
+#: Wrong passwords allowed per client address in LOGIN_WINDOW seconds before 429.
+LOGIN_TRIES = 10
+LOGIN_WINDOW = 300.0
+
+
+def login_limiter() -> FixedWindow:
+    return FixedWindow(LOGIN_TRIES, LOGIN_WINDOW)
+
+
+def _auth(request: Request) -> Auth | None:
+    auth: Auth | None = request.app.state.auth
+    return auth
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The urlencoded body as a dict of first values; None when it is too large or the client left."""
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM:
+                return None
+    except ClientDisconnect:
+        return None
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {key: values[0] for key, values in fields.items()}
+
+
+def cross_site(request: Request) -> bool:
+    """The browser says this post comes from another site (the CSRF token is checked as well)."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+
+
+def forbidden(reason: str) -> Response:
+    return PlainTextResponse(f"refused: {reason}. Reload the page and try again.", 403)
+
+
+def _login_page(auth: Auth, next_path: str, message: str | None = None,
+                status: int = 200) -> Response:
+    nonce = auth.new_login_nonce()
+    response = render("login.html", {"csrf": auth.login_csrf(nonce), "next": next_path, "message": message},
+                      status, headers={"Cache-Control": "no-store"})
+    response.headers.append("set-cookie", auth.cookie_header(LOGIN_COOKIE, nonce,
+                                                             int(LOGIN_FORM_TTL.total_seconds()),
+                                                             path="/login", same_site="Strict"))
+    return response
+
+
+async def login_page(request: Request) -> Response:
+    auth = _auth(request)
+    next_path = safe_next(request.query_params.get("next"))
+    if auth is None or request_session(auth, request.scope) is not None:
+        return RedirectResponse(next_path, 303)  # nothing to log in to, or already logged in
+    return _login_page(auth, next_path)
+
+
+async def login(request: Request) -> Response:
+    auth = _auth(request)
+    if auth is None:
+        return RedirectResponse("/", 303)
+    form = await _form(request)
+    if form is None:
+        return PlainTextResponse("the login form is too large", 413)
+    if cross_site(request) or not auth.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf", "")):
+        return forbidden("the form's security token is missing or wrong (the form may be older than an hour)")
+    next_path = safe_next(form.get("next"))
+    limiter: FixedWindow = request.app.state.login_limiter
+    client = request.client.host if request.client else "?"
+    wait = limiter.hit(client, auth.clock().timestamp())
+    if wait:
+        response = _login_page(auth, next_path, f"Too many wrong passwords; wait {int(wait) + 1} seconds.",
+                               429)
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    # scrypt takes tens of milliseconds: off the event loop, so pings are not held up meanwhile.
+    if not await asyncio.to_thread(auth.check_password, form.get("password", "")):
+        return _login_page(auth, next_path, "Wrong password.", 401)
+    limiter.forget(client)
+    value, _ = auth.new_session()
+    response = RedirectResponse(next_path, 303)
+    response.headers.append("set-cookie", auth.cookie_header(SESSION_COOKIE, value,
+                                                             int(auth.session_ttl.total_seconds())))
+    response.headers.append("set-cookie", auth.cookie_header(LOGIN_COOKIE, "", 0, path="/login",
+                                                             same_site="Strict"))
+    return response
+
+
+async def logout(request: Request) -> Response:
+    auth = _auth(request)
+    if auth is None:
+        return RedirectResponse("/", 303)
+    session = request_session(auth, request.scope)
+    if session is None:
+        return RedirectResponse("/login", 303)
+    form = await _form(request)
+    if form is None:
+        return PlainTextResponse("the form is too large", 413)
+    if cross_site(request) or not auth.session_csrf_ok(session, form.get("csrf", "")):
+        return forbidden("the form's security token is missing or wrong")
+    auth.revoke(session)
+    response = RedirectResponse("/login", 303)
+    response.headers.append("set-cookie", auth.cookie_header(SESSION_COOKIE, "", 0))
+    return response
+
+
+routes = [
+    Route("/login", login_page, methods=["GET", "HEAD"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+]

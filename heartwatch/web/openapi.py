@@ -1,0 +1,339 @@
+"""The OpenAPI 3.1 document served at /api/v1/openapi.json, written by hand to say what the code does.
+
+It covers the JSON API (reads and writes), the ping endpoint, /metrics and /healthz. A test checks it
+against the OpenAPI schema, checks that every route under /api/v1 is in it (and nothing else is), and
+validates real responses against the schemas here, so the document cannot drift from the behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from heartwatch import __version__
+from heartwatch.core.model import CheckStatus, PingKind, RunFlag, RunState
+from heartwatch.web.api_write import CHECK_KEYS
+from heartwatch.web.hub import hub_of
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+TIME = {"type": "string", "format": "date-time", "description": "ISO 8601 in UTC, e.g. 2024-05-01T02:00:00.000Z"}
+DURATION = {"type": "string", "pattern": r"^\s*(0|(\d+[smhdwSMHDW])+)\s*$",
+            "description": "A duration like 90s, 15m, 2h, 1d or 1h30m", "examples": ["15m", "1h30m"]}
+SLUG = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$", "description": "The check's slug"}
+RUN_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}
+
+_SLUG_PARAM = {"name": "slug", "in": "path", "required": True, "schema": SLUG}
+
+
+def _limit(default: int) -> dict[str, Any]:
+    return {"name": "limit", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": default}}
+
+
+_CHECK_SETTINGS: dict[str, Any] = {
+    "name": {"type": "string", "description": "Display name"},
+    "schedule": {"type": "string", "description": "Cron expression (five fields), evaluated in `timezone`",
+                 "examples": ["0 2 * * *"]},
+    "period": {**DURATION, "description": "Or: a start every period (not together with schedule)"},
+    "timezone": {"type": "string", "description": "IANA time zone; default: the server's ([server] timezone)",
+                 "examples": ["Europe/Berlin"]},
+    "start_grace": {**DURATION, "description": "How late a start may come before it counts as missed (15m)"},
+    "max_runtime": {**DURATION, "description": "A started run must finish within this"},
+    "min_runtime": {**DURATION, "description": "A finish sooner than this is suspicious"},
+    "steps": {"type": "array", "description": "The ordered job chain; `max`: time allowed since the previous step",
+              "items": {"anyOf": [{"type": "string"}, {
+                  "type": "object", "required": ["name"], "additionalProperties": False,
+                  "properties": {"name": {"type": "string"}, "max": DURATION}}]}},
+    "strict_steps": {"type": "boolean", "description": "A finish that skipped a declared step counts as failed"},
+    "alert_after": {"type": "integer", "minimum": 1, "maximum": 1000,
+                    "description": "Consecutive bad runs before the first alert"},
+    "alerts": {"type": "array", "items": {"type": "string"}, "description": "Apprise URLs added to [alerts].urls"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+}
+assert set(_CHECK_SETTINGS) == CHECK_KEYS, "the document must list exactly the keys the API accepts"
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "string", "description": "What was wrong and what to do"},
+                       "field": {"type": "string", "description": "The field (or parameter) at fault"}},
+    },
+    "StepSpec": {
+        "type": "object", "required": ["name", "max"],
+        "properties": {"name": {"type": "string"}, "max": _nullable(DURATION)},
+    },
+    "StepMark": {
+        "type": "object", "required": ["name", "at", "flags"],
+        "properties": {"name": {"type": "string"}, "at": TIME,
+                       "flags": {"type": "array", "items": _ref("RunFlag")}},
+    },
+    "RunFlag": {"type": "string", "enum": [f.value for f in RunFlag]},
+    "Run": {
+        "type": "object",
+        "required": ["id", "rid", "state", "started_at", "ended_at", "duration_s", "exit_code", "last_step",
+                     "last_step_at", "steps", "flags"],
+        "properties": {
+            "id": {"type": "integer"},
+            "rid": _nullable(RUN_ID),
+            "state": {"type": "string", "enum": [s.value for s in RunState]},
+            "started_at": TIME,
+            "ended_at": _nullable(TIME),
+            "duration_s": _nullable({"type": "number"}),
+            "exit_code": _nullable({"type": "integer"}),
+            "last_step": _nullable({"type": "string"}),
+            "last_step_at": _nullable(TIME),
+            "steps": {"type": "array", "items": _ref("StepMark")},
+            "flags": {"type": "array", "items": _ref("RunFlag")},
+        },
+    },
+    "Check": {
+        "type": "object",
+        "required": ["slug", "name", "uuid", "status", "ping_url", "slug_ping_url", "schedule", "period", "timezone",
+                     "start_grace", "max_runtime", "min_runtime", "steps", "strict_steps", "alert_after", "tags",
+                     "paused", "archived", "source", "last_run", "next_expected_at"],
+        "properties": {
+            "slug": SLUG,
+            "name": {"type": "string", "description": "Display name (the slug when none is set)"},
+            "uuid": {"type": "string", "format": "uuid"},
+            "status": {"type": "string", "enum": [s.value for s in CheckStatus]},
+            "ping_url": {"type": "string", "format": "uri"},
+            "slug_ping_url": {"type": "string", "format": "uri"},
+            "schedule": _nullable({"type": "string"}),
+            "period": _nullable(DURATION),
+            "timezone": {"type": "string"},
+            "start_grace": DURATION,
+            "max_runtime": _nullable(DURATION),
+            "min_runtime": _nullable(DURATION),
+            "steps": {"type": "array", "items": _ref("StepSpec")},
+            "strict_steps": {"type": "boolean"},
+            "alert_after": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "paused": {"type": "boolean"},
+            "archived": {"type": "boolean"},
+            "source": {"type": "string", "enum": ["config", "api", "ping"],
+                       "description": "config checks are read-only through the API"},
+            "last_run": _nullable(_ref("Run")),
+            "next_expected_at": _nullable({"type": "string", "format": "date-time",
+                                           "description": "When the next start is expected (UTC); null if none"}),
+        },
+    },
+    "CheckCreate": {
+        "type": "object", "required": ["slug"], "additionalProperties": False,
+        "description": "The keys of a [checks.<slug>] table. Keys left out (or null) take their defaults.",
+        "properties": {"slug": SLUG, **{k: _nullable(v) for k, v in _CHECK_SETTINGS.items()}},
+    },
+    "CheckPatch": {
+        "type": "object", "additionalProperties": False,
+        "description": "A JSON merge patch: given keys replace, null resets to the default. Giving schedule "
+                       "drops period and vice versa. slug, if given, must be the check's own.",
+        "properties": {"slug": SLUG, **{k: _nullable(v) for k, v in _CHECK_SETTINGS.items()}},
+    },
+    "Event": {
+        "type": "object",
+        "required": ["id", "run_id", "at", "kind", "step", "rid", "exit_code", "body", "remote_addr", "user_agent",
+                     "method"],
+        "properties": {
+            "id": {"type": "integer"},
+            "run_id": _nullable({"type": "integer"}),
+            "at": TIME,
+            "kind": {"type": "string", "enum": [k.value for k in PingKind]},
+            "step": _nullable({"type": "string"}),
+            "rid": _nullable(RUN_ID),
+            "exit_code": _nullable({"type": "integer"}),
+            "body": {"type": "string", "description": "The ping's body (tail), as text"},
+            "remote_addr": _nullable({"type": "string"}),
+            "user_agent": _nullable({"type": "string"}),
+            "method": _nullable({"type": "string"}),
+        },
+    },
+}
+
+_WRITE_ERRORS = {
+    "401": _error("No token, or a wrong one (`WWW-Authenticate: Bearer`)"),
+    "403": _error("Writes are disabled: no API token is configured ([api] tokens or HEARTWATCH_API_TOKEN)"),
+    "503": _error("The database could not store the change; try again"),
+}
+_NOT_FOUND = {"404": _error("No such check")}
+_READ_ONLY = {"409": _error("A config-file check: read-only through the API, change heartwatch.toml")}
+_BAD_BODY = {"400": _error("The body is not a JSON object"),
+             "413": _error("The body is larger than 64,000 bytes"),
+             "422": _error("A value is wrong; `field` names it")}
+_CHECK = _json(_ref("Check"), "The check, as GET shows it")
+_SECURE: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _ping_operation(method: str, variant: str, params: list[dict[str, Any]], summary: str) -> dict[str, Any]:
+    text = {"description": "Plain text", "headers": {"Ping-Body-Limit": {
+        "description": "Bytes of the body kept (the tail)", "schema": {"type": "integer"}}},
+        "content": {"text/plain": {"schema": {"type": "string"}}}}
+    op: dict[str, Any] = {
+        "tags": ["ping"], "operationId": f"ping{variant}{method.capitalize()}", "summary": summary,
+        "parameters": [*params, *_PING_QUERY],
+        "responses": {"200": {**text, "description": "OK: stored"},
+                      "201": {**text, "description": "Created: ?create=1 made the check"},
+                      "400": {**text, "description": "A bad exit status, step name, rid or create parameter"},
+                      "404": {**text, "description": "No such check (or a wrong ping key)"},
+                      "413": {**text, "description": "The body is larger than 1,000,000 bytes"},
+                      "503": {**text, "description": "The ping could not be stored; try again"}},
+    }
+    if method in ("post", "put"):
+        op["requestBody"] = {"required": False, "description": "The job's output or a message; the tail is kept",
+                             "content": {"*/*": {"schema": {"type": "string"}}}}
+    return op
+
+
+_PING_QUERY: list[dict[str, Any]] = [
+    {"name": "step", "in": "query", "schema": {"type": "string"},
+     "description": "start | finish | fail | <step name>: the job chain"},
+    {"name": "rid", "in": "query", "schema": RUN_ID, "description": "Run id: ties the pings of one run together"},
+    {"name": "create", "in": "query", "schema": {"type": "string", "enum": ["1", "true", "yes"]},
+     "description": "Slug form only: create the check if it does not exist (201)"},
+    {"name": "schedule", "in": "query", "schema": {"type": "string"},
+     "description": "With create: the new check's cron expression, or a period like 1h"},
+    {"name": "tz", "in": "query", "schema": {"type": "string"}, "description": "With create: its time zone"},
+    {"name": "grace", "in": "query", "schema": DURATION, "description": "With create: its start_grace"},
+    {"name": "max_runtime", "in": "query", "schema": DURATION, "description": "With create: its max_runtime"},
+]
+_SUFFIX = {"type": "string", "pattern": "^(start|fail|log|[0-9]{1,3})$",
+           "description": "start, fail, log, or an exit status 0-255 (0 = success)"}
+
+
+def _ping_path(variant: str, params: list[dict[str, Any]], summary: str) -> dict[str, Any]:
+    return {m: _ping_operation(m, variant, params, summary) for m in ("get", "head", "post", "put")}
+
+
+PATHS: dict[str, Any] = {
+    "/api/v1/checks": {
+        "get": {"tags": ["checks"], "operationId": "listChecks", "summary": "Every check that is not archived",
+                "responses": {"200": _json({"type": "object", "required": ["checks"], "properties": {
+                    "checks": {"type": "array", "items": _ref("Check")}}}, "The checks, by slug")}},
+        "post": {"tags": ["checks"], "operationId": "upsertCheck", "security": _SECURE,
+                 "summary": "Create a check, or replace the settings of the one with this slug (an upsert)",
+                 "description": "Keys left out take their defaults. An archived check with this slug is brought "
+                                "back with its history.",
+                 "requestBody": {"required": True, "content": {JSON: {"schema": _ref("CheckCreate")}}},
+                 "responses": {"200": {**_CHECK, "description": "Updated"},
+                               "201": {**_CHECK, "description": "Created",
+                                       "headers": {"Location": {"schema": {"type": "string"}}}},
+                               **_BAD_BODY, **_WRITE_ERRORS, **_READ_ONLY}},
+    },
+    "/api/v1/checks/{slug}": {
+        "parameters": [_SLUG_PARAM],
+        "get": {"tags": ["checks"], "operationId": "getCheck", "summary": "One check (archived ones too)",
+                "responses": {"200": _CHECK, **_NOT_FOUND}},
+        "patch": {"tags": ["checks"], "operationId": "updateCheck", "security": _SECURE,
+                  "summary": "Change some settings of a check (JSON merge patch)",
+                  "requestBody": {"required": True, "content": {JSON: {"schema": _ref("CheckPatch")}}},
+                  "responses": {"200": _CHECK, **_BAD_BODY, **_WRITE_ERRORS, **_NOT_FOUND, **_READ_ONLY}},
+        "delete": {"tags": ["checks"], "operationId": "archiveCheck", "security": _SECURE,
+                   "summary": "Archive a check: no longer listed or alerted, history kept",
+                   "description": "As the config does for a removed check. The slug stays taken; POST it again "
+                                  "to bring the check back.",
+                   "responses": {"200": {**_CHECK, "description": "Archived (archived is true)"},
+                                 **_WRITE_ERRORS, **_NOT_FOUND, **_READ_ONLY}},
+    },
+    "/api/v1/checks/{slug}/runs": {
+        "parameters": [_SLUG_PARAM],
+        "get": {"tags": ["checks"], "operationId": "listRuns", "summary": "The check's runs, newest first",
+                "parameters": [_limit(50)],
+                "responses": {"200": _json({"type": "object", "required": ["runs"], "properties": {
+                    "runs": {"type": "array", "items": _ref("Run")}}}, "Runs"),
+                    "400": _error("A bad limit"), **_NOT_FOUND}},
+    },
+    "/api/v1/checks/{slug}/events": {
+        "parameters": [_SLUG_PARAM],
+        "get": {"tags": ["checks"], "operationId": "listEvents", "summary": "The check's pings, newest first",
+                "parameters": [_limit(100)],
+                "responses": {"200": _json({"type": "object", "required": ["events"], "properties": {
+                    "events": {"type": "array", "items": _ref("Event")}}}, "Events"),
+                    "400": _error("A bad limit"), **_NOT_FOUND}},
+    },
+    "/api/v1/checks/{slug}/pause": {
+        "parameters": [_SLUG_PARAM],
+        "post": {"tags": ["checks"], "operationId": "pauseCheck", "security": _SECURE,
+                 "summary": "Pause a check: no deadlines, no alerts (config checks too)",
+                 "responses": {"200": _CHECK, **_WRITE_ERRORS, **_NOT_FOUND}},
+    },
+    "/api/v1/checks/{slug}/resume": {
+        "parameters": [_SLUG_PARAM],
+        "post": {"tags": ["checks"], "operationId": "resumeCheck", "security": _SECURE,
+                 "summary": "Resume a paused check: its next expected start is computed afresh",
+                 "responses": {"200": _CHECK, **_WRITE_ERRORS, **_NOT_FOUND}},
+    },
+    "/api/v1/openapi.json": {
+        "get": {"tags": ["meta"], "operationId": "openapi", "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI document")}},
+    },
+    "/ping/{uuid}": _ping_path("Uuid", [
+        {"name": "uuid", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}],
+        "Ping a check by its uuid: success, or what ?step= says"),
+    # /ping/<uuid>/<suffix> and /ping/<ping_key>/<slug> have the same shape, and OpenAPI allows one template
+    # per shape, so one path describes both.
+    "/ping/{first}/{second}": _ping_path("Two", [
+        {"name": "first", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "The check's uuid, or the server's ping key"},
+        {"name": "second", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "After a uuid: a suffix (start, fail, log, 0-255); after the ping key: the check's slug"}],
+        "Ping by uuid with a suffix (/ping/<uuid>/<suffix>), or by slug (/ping/<ping_key>/<slug>)"),
+    "/ping/{ping_key}/{slug}/{suffix}": _ping_path("SlugSuffix", [
+        {"name": "ping_key", "in": "path", "required": True, "schema": {"type": "string"}},
+        {"name": "slug", "in": "path", "required": True, "schema": SLUG},
+        {"name": "suffix", "in": "path", "required": True, "schema": _SUFFIX}],
+        "Ping a check by slug with a suffix"),
+    "/metrics": {
+        "get": {"tags": ["meta"], "operationId": "metrics", "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Prometheus text exposition format 0.0.4",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}}},
+    },
+    "/healthz": {
+        "get": {"tags": ["meta"], "operationId": "healthz", "summary": "Liveness: the database answers",
+                "responses": {"200": _json({"type": "object", "required": ["status"], "properties": {
+                    "status": {"type": "string", "enum": ["ok", "degraded"]}}}, "Health")}},
+    },
+}
+
+
+def document(server_url: str | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "heartwatch", "version": __version__,
+                 "description": "Monitor for scheduled jobs. Reads are open; writes need a bearer token."},
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "A token from [api] tokens or HEARTWATCH_API_TOKEN"}},
+        },
+        "tags": [{"name": "checks"}, {"name": "ping"}, {"name": "meta"}],
+    }
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(document(hub_of(request).settings.public_url))
+
+
+routes = [Route("/api/v1/openapi.json", openapi_json, methods=["GET"])]

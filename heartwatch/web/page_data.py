@@ -1,0 +1,400 @@
+"""What the status pages show, gathered from the store into plain values the templates only lay out.
+
+The reads the store has no method for (recent runs of every check in one query, alerts, the change
+token for live refresh) are SQL here, on the store's read connection; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+from urllib.parse import urlencode
+
+from heartwatch.core.model import BAD_STATES, Check, CheckStatus, Run, RunFlag, RunState, Watch
+from heartwatch.core.schedule import next_expected_start
+from heartwatch.core.status import check_status, status_of_parts
+from heartwatch.store import codec
+from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS, from_ts
+from heartwatch.store.sqlite import Store
+
+#: Runs drawn in the overview's strip per check.
+STRIP_RUNS = 30
+#: Checks per page of the overview. Every check's status is worked out (for the counts and the order), but
+#: only one page is drawn, and only its strips are read. 50 rows with their strips of 30 runs are 1,500
+#: cells, about 330 KB of HTML: drawing them costs about as much as reading 10,000 checks' statuses.
+PAGE_SIZE = 50
+#: Overview order: what needs attention first.
+SEVERITY = {CheckStatus.DOWN: 0, CheckStatus.LATE: 1, CheckStatus.RUNNING: 2, CheckStatus.NEW: 3,
+            CheckStatus.UP: 4, CheckStatus.PAUSED: 5}
+#: Counted at the top of the overview, in this order.
+COUNTED = (CheckStatus.UP, CheckStatus.RUNNING, CheckStatus.LATE, CheckStatus.DOWN, CheckStatus.PAUSED,
+           CheckStatus.NEW)
+
+# Part of the live-refresh token: a restarted server must not answer "unchanged" to a page that saw
+# the previous process's data, even if SQLite's data_version happens to repeat.
+_PROCESS_NONCE = secrets.token_hex(4)
+#: Pages show coarse relative times ("3 min ago") and statuses that turn late with the clock: a page
+#: whose data did not change is still re-rendered this often.
+CLOCK_GRAIN_S = 10
+
+_R_COLUMNS = ", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))
+_STATES = {s.value: s for s in RunState}
+
+
+class StripRun(NamedTuple):
+    """A run as its cell in the overview's strip shows it, from plain columns: its steps' JSON (the bulk of a
+    run's row) is not decoded, and its times stay epoch seconds until a cell is drawn (see web_format).
+    `last_step` is the name of its newest step, which the runs table keeps beside the steps for list views."""
+
+    id: int
+    state: RunState
+    started_ts: float
+    ended_ts: float | None
+    exit_code: int | None
+    last_step: str | None
+
+    @property
+    def started_at(self) -> datetime:
+        return datetime.fromtimestamp(self.started_ts, UTC)
+
+    @property
+    def duration(self) -> timedelta | None:
+        # As Run.duration: the difference of the two datetimes, so it rounds as the run page's does.
+        return None if self.ended_ts is None else datetime.fromtimestamp(self.ended_ts, UTC) - self.started_at
+
+
+@dataclass
+class CheckRow:
+    check: Check
+    status: CheckStatus
+    last_run: Run | None
+    strip: list[StripRun]  # the last STRIP_RUNS runs, newest first
+    expected_at: datetime | None  # next expected start, when known
+
+
+@dataclass
+class Overview:
+    rows: list[CheckRow]  # filtered, down first
+    counts: dict[CheckStatus, int]  # over all checks, before filtering
+    total: int
+    tags: list[str]
+    tag: str | None
+    status: CheckStatus | None
+    matched: int = 0  # rows matching the filter, on every page
+    page: int = 1
+    pages: int = 1
+
+    @property
+    def first(self) -> int:
+        """The number of the first row shown, counting from 1."""
+        return (self.page - 1) * PAGE_SIZE + 1
+
+    def page_url(self, page: int) -> str:
+        """The link to another page of the same filter."""
+        query = {"tag": self.tag or "", "status": self.status.value if self.status else "", "page": str(page)}
+        return "?" + urlencode({k: v for k, v in query.items() if v})
+
+    @property
+    def title(self) -> str:
+        """The browser tab says what needs attention, so a pinned tab is a monitor of its own."""
+        bad = [f"{self.counts[s]} {s.value}" for s in (CheckStatus.DOWN, CheckStatus.LATE) if self.counts[s]]
+        return f"{', '.join(bad)} · heartwatch" if bad else "heartwatch"
+
+
+@dataclass
+class ChainItem:
+    """One link of a run's job chain as the run page and the runs table draw it."""
+
+    name: str
+    kind: str  # start | step | end
+    state: str  # done | stopped | pending | skipped | failed
+    at: datetime | None = None
+    since_previous: timedelta | None = None
+    allowed: timedelta | None = None  # the step's declared `max`
+    flags: list[RunFlag] = field(default_factory=list)
+
+
+async def change_token(store: Store, now: datetime) -> str:
+    """An ETag for live refresh: changes whenever any write commits, and with the clock's grain."""
+    rows = await store.fetchall("PRAGMA data_version")
+    return f'"{_PROCESS_NONCE}-{rows[0][0]}-{int(now.timestamp()) // CLOCK_GRAIN_S}"'
+
+
+async def recent_runs(store: Store, limit: int, check_ids: list[int]) -> dict[int, tuple[Run, list[StripRun]]]:
+    """The newest `limit` runs of each of these checks in one query (the index does the limit): the newest
+    decoded whole, and all of them, newest first, as strip cells."""
+    if not check_ids:
+        return {}
+    rows = await store.fetchall(
+        f"SELECT r.check_id, r.id, r.state, r.started_at, r.ended_at, r.exit_code, r.last_step, {_R_COLUMNS}"
+        " FROM checks c JOIN runs r ON r.id IN (SELECT id FROM runs WHERE check_id = c.id ORDER BY id DESC LIMIT ?)"
+        f" WHERE c.id IN ({','.join('?' * len(check_ids))}) ORDER BY r.id DESC", (limit, *check_ids))
+    out: dict[int, tuple[Run, list[StripRun]]] = {}
+    for check_id, run_id, state, started, ended, exit_code, last_step, *full in rows:
+        cell = StripRun(run_id, _STATES[state], started, ended, exit_code, last_step)
+        seen = out.get(check_id)
+        if seen is None:
+            out[check_id] = (codec.run_from_row(full), [cell])
+        else:
+            seen[1].append(cell)
+    return out
+
+
+def expected_start(check: Check, watch: Watch | None, last_run: Run | None, now: datetime) -> datetime | None:
+    """The next expected start: the scheduler's, or for display only an estimate until it has written one."""
+    if watch is not None and watch.expected_at is not None:
+        return watch.expected_at
+    if check.paused or check.archived:
+        return None
+    if check.spec.schedule is not None:
+        return next_expected_start(check.spec, now)
+    if check.spec.period is not None and last_run is not None and last_run.state is not RunState.MISSED:
+        return last_run.started_at + check.spec.period
+    return None
+
+
+def status_of(check: Check, last_run: Run | None, watch: Watch | None, now: datetime) -> CheckStatus:
+    # Only the scheduler's own expectation can make a check late: an estimate could be wrong.
+    return check_status(check, last_run, now, watch)
+
+
+#: What the overview reads for every check, enough to count, filter and order it: (display name, id, tags).
+#: A plain tuple: there is one per check on every request.
+_Line = tuple[str, int, tuple[str, ...]]
+
+
+@dataclass
+class _Lines:
+    by_status: dict[CheckStatus, list[_Line]]  # in table order; every status has a list
+    tags: set[str]  # every tag of every check
+
+    def __len__(self) -> int:
+        return sum(len(group) for group in self.by_status.values())
+
+
+#: (name, tags) by spec JSON: what every check's line needs from its spec, decoded once per distinct spec.
+#: Keyed by the text itself, so a changed spec is a new key: the cache never answers with a stale name.
+_SUMMARIES: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def _summary(spec: str) -> tuple[str, tuple[str, ...]]:
+    d = json.loads(spec)
+    summary = _SUMMARIES[spec] = (d.get("name") or "", tuple(d.get("tags") or ()))
+    return summary
+
+
+async def _lines(store: Store, now: datetime) -> _Lines:
+    # One statement, so one snapshot: every check with its spec's JSON text (decoded only when the spec is
+    # new to this process, see _SUMMARIES) and its newest run's state (from the runs_by_check index alone,
+    # see migration 3); then, as rows with a NULL slug, the few watches already due. Only those can make a check
+    # late, and reading them apart costs one scan of watches instead of a lookup per check. Specs, runs and
+    # strips are decoded only for the checks on the page.
+    now_ts = now.timestamp()
+    rows = await store.fetchall(
+        "SELECT c.id, c.slug, c.spec, c.paused,"
+        " (SELECT state FROM runs r WHERE r.check_id = c.id ORDER BY r.id DESC LIMIT 1), NULL, NULL"
+        " FROM checks c WHERE c.archived_at IS NULL"
+        " UNION ALL SELECT check_id, NULL, NULL, NULL, NULL, expected_at, start_deadline FROM watches"
+        " WHERE expected_at <= ?", (now_ts,))
+    due = {row[0]: (row[5], row[6]) for row in rows if row[1] is None}
+    if len(_SUMMARIES) > 2 * len(rows) + 1000:
+        _SUMMARIES.clear()  # specs changed many times over: forget the old ones
+    summaries = _SUMMARIES
+    by_status: dict[CheckStatus, list[_Line]] = {s: [] for s in SEVERITY}
+    tags_seen: set[tuple[str, ...]] = set()
+    # Without a due expectation a check's status depends only on (paused, newest run's state): each
+    # combination is worked out once, and its lines are appended to straight away.
+    undue: dict[tuple[int, str | None], list[_Line]] = {}
+    for cid, slug, spec, paused, state, _, _ in rows:
+        if slug is None:
+            continue  # a due watch, read above
+        name, tags = summaries.get(spec) or _summary(spec)
+        if tags:
+            tags_seen.add(tags)
+        if cid in due:
+            expected_at, deadline = due[cid]
+            status = status_of_parts(bool(paused), _STATES[state] if state else None, now, from_ts(expected_at),
+                                     from_ts(deadline))
+            by_status[status].append((name or slug, cid, tags))
+            continue
+        group = undue.get((paused, state))
+        if group is None:
+            status = status_of_parts(bool(paused), _STATES[state] if state else None, now, None, None)
+            group = undue[paused, state] = by_status[status]
+        group.append((name or slug, cid, tags))
+    return _Lines(by_status, {t for tags in tags_seen for t in tags})
+
+
+def _sort_key(line: _Line) -> str:
+    return line[0].lower()
+
+
+def _ordered_page(groups: list[tuple[CheckStatus, list[_Line]]], start: int, stop: int
+                  ) -> list[tuple[CheckStatus, _Line]]:
+    """Lines `start` to `stop` of the groups (given in severity order) each sorted by name, without sorting
+    what lies outside: a group is sorted only when the page reaches into it."""
+    out: list[tuple[CheckStatus, _Line]] = []
+    offset = 0
+    for status, group in groups:
+        if offset + len(group) > start and offset < stop:
+            out += [(status, x) for x in sorted(group, key=_sort_key)[max(0, start - offset):stop - offset]]
+        offset += len(group)
+    return out
+
+
+@contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Hold off Python's cycle collector while the overview reads every check's line. That makes two short-lived
+    tuples per check (its row and its line), and would start a collection every 700 of them, now and then a full
+    one that walks every object of the process: 15% of the page's time at 10,000 checks, more at 100,000.
+    Nothing here makes cycles; whatever other tasks make meanwhile is collected once it is back on."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def overview(store: Store, now: datetime, tag: str | None, status: str | None, page: int = 1) -> Overview:
+    # Paused until the lines are gone again, so the collector, back on, finds nothing of them to walk.
+    with _cycle_collector_paused():
+        return await _overview(store, now, tag, status, page)
+
+
+async def _overview(store: Store, now: datetime, tag: str | None, status: str | None, page: int) -> Overview:
+    lines = await _lines(store, now)
+    counts = {s: len(lines.by_status[s]) for s in COUNTED}
+    # An unknown status in the URL (a typo, an old bookmark) shows everything rather than an error.
+    wanted = next((s for s in CheckStatus if s.value == status), None)
+    tag = tag or None
+    groups = [(s, lines.by_status[s]) for s in sorted(SEVERITY, key=SEVERITY.__getitem__) if wanted in (None, s)]
+    if tag is not None:
+        groups = [(s, [x for x in group if tag in x[2]]) for s, group in groups]
+    matched = sum(len(group) for _, group in groups)
+    pages = max(1, -(-matched // PAGE_SIZE))
+    page = min(max(1, page), pages)
+    on_page = _ordered_page(groups, (page - 1) * PAGE_SIZE, page * PAGE_SIZE)
+    ids = [x[1] for _, x in on_page]
+    marks = ",".join("?" * len(ids))
+    checks = {c.id: c for c in (codec.check_from_row(r) for r in await store.fetchall(
+        f"SELECT {CHECK_COLUMNS} FROM checks WHERE id IN ({marks})", tuple(ids)))} if ids else {}
+    watches = {r[0]: codec.watch_from_row(r[1:]) for r in await store.fetchall(
+        f"SELECT check_id, {codec.WATCH_COLUMNS} FROM watches WHERE check_id IN ({marks})", tuple(ids))} if ids else {}
+    recent = await recent_runs(store, STRIP_RUNS, ids)
+    rows = []
+    for line_status, (_, cid, _) in on_page:
+        check, watch = checks[cid], watches.get(cid)
+        last, strip = recent.get(cid, (None, []))
+        rows.append(CheckRow(check, line_status, last, strip, expected_start(check, watch, last, now)))
+    return Overview(rows, counts, len(lines), sorted(lines.tags), tag, wanted, matched=matched, page=page,
+                    pages=pages)
+
+
+def stopped_at(run: Run | None) -> tuple[str, datetime] | None:
+    """Where an unfinished or bad run stopped: its last step (or its start) and when."""
+    if run is None or not (run.state in BAD_STATES or run.state is RunState.RUNNING):
+        return None
+    if run.state is RunState.MISSED:
+        return None
+    last = run.last_step
+    if last is not None:
+        return last.name, last.at
+    return "start", run.started_at
+
+
+def chain(check: Check, run: Run, now: datetime) -> list[ChainItem]:
+    """The run's chain: start, each step seen (in arrival order), declared steps it never reached, the end."""
+    spec = check.spec
+    bad_or_open = run.state in BAD_STATES or run.state is RunState.RUNNING
+    items: list[ChainItem] = []
+    if run.state is RunState.MISSED:
+        return [ChainItem("start", "start", "stopped", run.started_at)]
+    seen_start = RunFlag.START_NOT_SEEN not in run.flags
+    items.append(ChainItem("start", "start", "done" if seen_start else "skipped",
+                           run.started_at if seen_start else None))
+    previous = run.started_at
+    seen: set[str] = set()
+    for mark in run.steps:
+        index = spec.step_index(mark.name)
+        allowed = spec.steps[index].max if index is not None else None
+        items.append(ChainItem(mark.name, "step", "done", mark.at, mark.at - previous, allowed, list(mark.flags)))
+        previous = mark.at
+        seen.add(mark.name)
+    if bad_or_open:
+        # The last thing that happened is where it stopped (or, for a running run, where it is now).
+        last_done = next((i for i in reversed(items) if i.state == "done"), None)
+        if last_done is not None:
+            last_done.state = "stopped"
+    for step in spec.steps:
+        if step.name not in seen:
+            items.append(ChainItem(step.name, "step", "pending" if bad_or_open else "skipped", allowed=step.max))
+    if run.ended_at is not None and run.state is not RunState.INTERRUPTED:
+        failed = run.state is RunState.FAILED
+        items.append(ChainItem("fail" if failed else "finish", "end", "failed" if failed else "done", run.ended_at,
+                               run.ended_at - previous))
+    elif run.state is RunState.INTERRUPTED:
+        items.append(ChainItem("interrupted by a new start", "end", "done", run.ended_at))
+    else:
+        items.append(ChainItem("finish", "end", "pending", None, None, spec.max_runtime))
+    return items
+
+
+async def alerts(store: Store, check_id: int, limit: int = 20, run_id: int | None = None) -> list[dict[str, Any]]:
+    """Alerts the scheduler recorded for a check (or one run), newest first."""
+    where, params = ("check_id = ?", (check_id,)) if run_id is None else ("check_id = ? AND run_id = ?",
+                                                                         (check_id, run_id))
+    rows = await store.fetchall(f"SELECT id, run_id, kind, title, body, created_at FROM alerts WHERE {where}"
+                                " ORDER BY id DESC LIMIT ?", (*params, limit))
+    return [{"id": r[0], "run_id": r[1], "kind": r[2], "title": r[3], "body": r[4], "at": from_ts(r[5])}
+            for r in rows]
+
+
+@dataclass
+class EventView:
+    """A ping as the event log shows it; the body is text (bad UTF-8 replaced), escaped by the template."""
+
+    id: int
+    run_id: int | None
+    at: datetime
+    kind: str
+    step: str | None
+    rid: str | None
+    exit_code: int | None
+    body: str
+    remote_addr: str | None
+    user_agent: str | None
+    method: str | None
+
+    #: Bodies longer than this (or with more lines) are collapsed behind their first line.
+    LONG_CHARS = 300
+    LONG_LINES = 6
+
+    @property
+    def is_long(self) -> bool:
+        return len(self.body) > self.LONG_CHARS or self.body.count("\n") >= self.LONG_LINES
+
+    @property
+    def summary(self) -> str:
+        first = self.body.strip().splitlines()[0] if self.body.strip() else ""
+        return first[:120] + ("…" if len(first) > 120 else "")
+
+
+def event_views(events: list[dict[str, Any]]) -> list[EventView]:
+    out = []
+    for e in events:
+        body: bytes | None = e["body"]
+        at = from_ts(e["at"])
+        assert at is not None
+        out.append(EventView(e["id"], e["run_id"], at, e["kind"], e["step"], e["rid"], e["exit_code"],
+                             body.decode("utf-8", "replace") if body else "", e["remote_addr"], e["user_agent"],
+                             e["method"]))
+    return out

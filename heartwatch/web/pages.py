@@ -1,0 +1,231 @@
+"""The HTML status pages, their live refresh, the badges, and the static files they use.
+
+Pages are rendered on the server and work without JavaScript. With JavaScript on, static/app.js asks
+for the same URL again every few seconds with the `X-Heartwatch-Live` header and swaps in the fresh
+"live" part of the page. Those requests carry an ETag built from SQLite's data_version, so an idle page
+costs one PRAGMA per poll instead of a render.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from heartwatch.core.durations import format_duration
+from heartwatch.core.model import Check, CheckStatus
+from heartwatch.core.schedule import describe_schedule
+from heartwatch.web import auth, badges, charts
+from heartwatch.web import page_data as web_data
+from heartwatch.web.format import (
+    FLAG_WORDS,
+    RUN_WORDS,
+    STATUS_WORDS,
+    duration_text,
+    event_kind_text,
+    local_text,
+    relative,
+    span_text,
+    strip_html,
+    time_tag,
+    when_tag,
+)
+from heartwatch.web.hub import Hub, hub_of
+
+STATIC_DIR = Path(__file__).parent / "static"
+LIVE_HEADER = "x-heartwatch-live"
+#: How often a page with JavaScript asks for fresh data (milliseconds); the ETag makes idle polls cheap.
+REFRESH_MS = 2500
+RUNS_PER_PAGE = 50
+EVENTS_ON_CHECK_PAGE = 100
+EVENTS_ON_RUN_PAGE = 1000
+
+
+def _asset_version() -> str:
+    """A hash of the static files, appended to their URLs so a new release is never served from cache."""
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+ASSET_VERSION = _asset_version()
+
+templates = Environment(
+    loader=PackageLoader("heartwatch.web", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,  # a typo in a template fails the tests instead of rendering blank
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates.globals.update(
+    STATUS_WORDS=STATUS_WORDS, RUN_WORDS=RUN_WORDS, FLAG_WORDS=FLAG_WORDS, time_tag=time_tag, when_tag=when_tag,
+    relative=relative, span_text=span_text, local_text=local_text, event_kind_text=event_kind_text,
+    strip_html=strip_html, duration_text=duration_text, format_duration=format_duration,
+    describe_schedule=describe_schedule, asset_version=ASSET_VERSION,
+    refresh_ms=REFRESH_MS, statuses=list(CheckStatus), stopped_at=web_data.stopped_at,
+    session=auth.session,  # the logged-in session (for the logout form), None without a login
+    strip_runs=web_data.STRIP_RUNS,
+)
+
+Context = Mapping[str, Any]
+
+
+def render(template: str, context: Context, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return HTMLResponse(templates.get_template(template).render(context), status, headers=dict(headers or {}))
+
+
+async def live_page(request: Request, template: str, build: Callable[[Hub, datetime], Awaitable[Context | None]]
+                    ) -> Response:
+    """Render a page, or only its live part for app.js; answer 304 when nothing changed since its last poll."""
+    hub = hub_of(request)
+    now = hub.clock()  # read once: every time on the page agrees
+    live = request.headers.get(LIVE_HEADER) == "1"
+    headers = {"Cache-Control": "no-store", "Vary": LIVE_HEADER}
+    if live:
+        # The token is read before the data, so a write landing in between changes the next poll's token.
+        headers["ETag"] = await web_data.change_token(hub.store, now)
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+    context = await build(hub, now)
+    if context is None:
+        return not_found_page(request)
+    page = f"{template}_live.html" if live else f"{template}.html"
+    return render(page, {**context, "now": now, "request_path": request.url.path}, headers=headers)
+
+
+def not_found_page(request: Request) -> Response:
+    return render("not_found.html", {"path": request.url.path}, 404)
+
+
+# --- pages ------------------------------------------------------------------------------------------------
+
+
+async def overview_page(request: Request) -> Response:
+    async def build(hub: Hub, now: datetime) -> Context:
+        params = request.query_params
+        page = params.get("page", "")
+        view = await web_data.overview(hub.store, now, params.get("tag"), params.get("status"),
+                                       int(page) if page.isdigit() else 1)
+        return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job")}
+
+    return await live_page(request, "overview", build)
+
+
+def ping_lines(hub: Hub, check: Check) -> dict[str, Any]:
+    """Ready-to-paste lines for the check page: curl for each part of the chain, crontab, `heartwatch run`."""
+    url = hub.ping_url(check.uuid)
+    curl = "curl -fsS -m 10 --retry 5 -o /dev/null"
+    lines = [("start", f'{curl} "{url}/start"')]
+    lines += [(f"step {s.name}", f'{curl} "{url}?step={s.name}"') for s in check.spec.steps]
+    lines += [("finish", f'{curl} "{url}"'), ("fail", f'{curl} "{url}/fail"'),
+              ("exit status and output", f'job.sh > job.log 2>&1; {curl} --data-binary @job.log "{url}/$?"')]
+    run = (f"heartwatch run --server {hub.settings.public_url} --ping-key {hub.store.ping_key} {check.slug}"
+           " -- /usr/local/bin/job.sh")
+    cron = None
+    if check.spec.schedule:
+        cron = f"{check.spec.schedule} {run}"
+        if check.spec.timezone != "UTC":
+            # cron reads the schedule in the machine's zone; heartwatch in the check's. Say which one we meant.
+            cron = f"CRON_TZ={check.spec.timezone}\n{cron}"
+    return {"uuid_url": url, "slug_url": hub.slug_url(check.slug), "curl": lines, "run": run, "cron": cron,
+            "steps_hint": [f"heartwatch step {s.name}" for s in check.spec.steps]}
+
+
+async def check_page(request: Request) -> Response:
+    async def build(hub: Hub, now: datetime) -> Context | None:
+        check = await hub.store.check(request.path_params["slug"])
+        if check is None:
+            return None
+        before_raw = request.query_params.get("before", "")
+        before = int(before_raw) if before_raw.isdigit() else None
+        runs = await hub.store.runs(check.id, limit=RUNS_PER_PAGE, before=before)
+        newest_runs = runs if before is None else await hub.store.runs(check.id, limit=1)
+        newest = newest_runs[0] if newest_runs else None
+        watch = (await hub.store.watches()).get(check.id)
+        spec, tz = check.spec, check.spec.timezone
+        scale = charts.timeline_scale(runs, spec, now)
+        run_url = f"/checks/{check.slug}/runs/"
+        return {
+            "check": check, "hub": hub, "runs": runs, "before": before,
+            "status": web_data.status_of(check, newest, watch, now),
+            "last_run": newest, "stopped": web_data.stopped_at(newest),
+            "expected_at": web_data.expected_start(check, watch, newest, now), "watch": watch,
+            "timelines": {r.id: charts.timeline(r, spec, now, scale, tz) for r in runs},
+            "chains": {r.id: web_data.chain(check, r, now) for r in runs},
+            "chart": charts.duration_chart(runs, spec, now, tz, run_url),
+            "events": web_data.event_views(await hub.store.events(check.id, EVENTS_ON_CHECK_PAGE)),
+            "alerts": await web_data.alerts(hub.store, check.id),
+            "lines": ping_lines(hub, check),
+            "more_runs": len(runs) == RUNS_PER_PAGE,
+        }
+
+    return await live_page(request, "check", build)
+
+
+async def run_page(request: Request) -> Response:
+    async def build(hub: Hub, now: datetime) -> Context | None:
+        check = await hub.store.check(request.path_params["slug"])
+        run = await hub.store.run(check.id, request.path_params["run_id"]) if check else None
+        if check is None or run is None or run.id is None:
+            return None
+        spec = check.spec
+        return {
+            "check": check, "run": run, "chain": web_data.chain(check, run, now),
+            "timeline": charts.timeline(run, spec, now, charts.timeline_scale([run], spec, now), spec.timezone, w=900,
+                                       labels=True),
+            "stopped": web_data.stopped_at(run),
+            "events": web_data.event_views(await hub.store.events(check.id, EVENTS_ON_RUN_PAGE, run_id=run.id)),
+            "alerts": await web_data.alerts(hub.store, check.id, run_id=run.id),
+        }
+
+    return await live_page(request, "run", build)
+
+
+# --- badges -----------------------------------------------------------------------------------------------
+
+
+async def _badge_status(request: Request) -> tuple[str, CheckStatus] | None:
+    hub = hub_of(request)
+    check = await hub.store.check(request.path_params["slug"])
+    if check is None:
+        return None
+    runs = await hub.store.runs(check.id, limit=1)
+    watch = (await hub.store.watches()).get(check.id)
+    return check.slug, web_data.status_of(check, runs[0] if runs else None, watch, hub.clock())
+
+
+# Badges are embedded in pages that image proxies (GitHub's camo) cache: ask them not to.
+_BADGE_HEADERS = {"Cache-Control": "no-cache, max-age=0"}
+
+
+async def badge_svg(request: Request) -> Response:
+    found = await _badge_status(request)
+    if found is None:
+        return Response("not found", 404, media_type="text/plain")
+    return Response(badges.badge_svg(*found), media_type="image/svg+xml", headers=_BADGE_HEADERS)
+
+
+async def badge_json(request: Request) -> Response:
+    found = await _badge_status(request)
+    if found is None:
+        return JSONResponse({"error": "no such check"}, 404)
+    return JSONResponse(badges.badge_json(*found), headers=_BADGE_HEADERS)
+
+
+routes: list[BaseRoute] = [
+    Route("/", overview_page, methods=["GET", "HEAD"]),
+    Route("/checks/{slug}", check_page, methods=["GET", "HEAD"]),
+    Route("/checks/{slug}/runs/{run_id:int}", run_page, methods=["GET", "HEAD"]),
+    Route("/badge/{slug}.svg", badge_svg, methods=["GET", "HEAD"]),
+    Route("/badge/{slug}.json", badge_json, methods=["GET", "HEAD"]),
+    Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+]

@@ -1,0 +1,118 @@
+"""The ping endpoint: parse the request, store the ping, answer. The decisions live in `pings` and `runs`.
+
+Pings are the hot path (every cron job, every step), so they are served by a small ASGI middleware in
+front of Starlette's router: it reads the path, query and body straight from the ASGI scope and answers
+in two messages, without building a Request, routing or running the exception middleware. Everything
+else goes on to the Starlette app unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from heartwatch.core.model import Ping
+from heartwatch.core.pings import BadPing, parse_ping
+from heartwatch.store.sqlite import PingOutcome
+from heartwatch.web.hub import Hub
+from heartwatch.web.ratelimit import FixedWindow
+
+log = logging.getLogger("heartwatch.ping")
+
+#: Bodies larger than this are refused (413) before being read whole; the stored tail is far smaller.
+MAX_BODY = 1_000_000
+PREFIX = "/ping/"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT"})
+
+
+class PingEndpoint:
+    """ASGI middleware: `/ping/...` is answered here, every other request goes to `app`."""
+
+    def __init__(self, app: ASGIApp, hub: Hub) -> None:
+        self.app, self.hub = app, hub
+        # [server] rate_limit: pings per minute per check URL; None (the default) costs a ping nothing.
+        rate = hub.settings.rate_limit
+        self.flood = FixedWindow(rate, 60.0) if rate > 0 else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        limit = self.hub.settings.body_limit
+        try:
+            status, text = await self._ping(scope, receive, limit)
+        except Exception:  # never a traceback to the client; the log has it
+            log.exception("ping failed")
+            status, text = 500, "internal error; see the heartwatch log"
+        body = b"" if scope["method"] == "HEAD" else text.encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(text.encode())).encode()),
+            (b"ping-body-limit", str(limit).encode()),
+            (b"x-content-type-options", b"nosniff"),
+            *([(b"retry-after", str(self.flood.retry_after(self.hub.clock().timestamp())).encode())]
+              if status == 429 and self.flood is not None else []),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _ping(self, scope: Scope, receive: Receive, limit: int) -> tuple[int, str]:
+        hub = self.hub
+        if scope["method"] not in METHODS:
+            return 405, "method not allowed: use GET, HEAD, POST or PUT"
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        now = hub.clock()  # read once: the rate window and the ping's time agree
+        try:
+            req = parse_ping(scope["path"][len(PREFIX):], query, hub.settings.timezone)
+            if self.flood is not None and self.flood.hit(req.uuid or (req.ping_key, req.slug), now.timestamp()):
+                # Keyed by the URL, before the store resolves it: a flood is refused without touching the disk
+                # or reading its body, and made-up URLs only cost a counter until the minute ends.
+                return 429, f"rate limited: at most {self.flood.limit} pings per minute"
+            body = await read_tail(scope, receive, limit)
+        except BadPing as e:
+            return e.status, e.reason
+        except ClientGone:
+            return 400, "client went away"
+        headers = dict(scope["headers"])
+        client = scope.get("client")
+        ua = headers.get(b"user-agent")
+        item = Ping(kind=req.kind, at=now, step=req.step, rid=req.rid, exit_code=req.exit_code, body=body,
+                    remote_addr=client[0] if client else None,
+                    user_agent=ua.decode("latin-1") if ua is not None else None, method=scope["method"])
+        try:
+            result = await hub.store.record_ping(req, item)
+        except Exception:  # the database refused the write (disk full, I/O error): say so, the client retries
+            log.exception("could not store a ping")
+            return 503, "could not store the ping; try again"
+        if result.outcome is PingOutcome.NOT_FOUND:
+            return 404, "not found"
+        for listener in hub.ping_listeners:
+            listener(result)
+        if result.outcome is PingOutcome.CREATED:
+            return 201, "Created"
+        return 200, "OK"
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def read_tail(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The last `limit` bytes of the body: a job's output matters most at its end."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
+            raise BadPing(413, f"body too large: at most {MAX_BODY} bytes")
+    tail = b""
+    seen = 0
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > MAX_BODY:
+            raise BadPing(413, f"body too large: at most {MAX_BODY} bytes")
+        tail = (tail + chunk)[-limit:] if limit else b""
+        if not message.get("more_body", False):
+            return tail
