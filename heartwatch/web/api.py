@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from heartwatch.core.durations import format_duration
 from heartwatch.core.model import Check, Run, Watch
+from heartwatch.core.settings import api_settings
 from heartwatch.core.status import check_status
 from heartwatch.store.codec import from_ts, iso
 from heartwatch.web.hub import Hub, hub_of
@@ -50,16 +50,7 @@ def check_json(hub: Hub, check: Check, last_run: Run | None, watch: Watch | None
         "next_expected_at": iso(watch.expected_at) if watch and not check.paused else None,
         "ping_url": hub.ping_url(check.uuid),
         "slug_ping_url": hub.slug_url(check.slug),
-        "schedule": spec.schedule,
-        "period": format_duration(spec.period) if spec.period else None,
-        "timezone": spec.timezone,
-        "start_grace": format_duration(spec.start_grace),
-        "max_runtime": format_duration(spec.max_runtime) if spec.max_runtime else None,
-        "min_runtime": format_duration(spec.min_runtime) if spec.min_runtime else None,
-        "steps": [{"name": s.name, "max": format_duration(s.max) if s.max else None} for s in spec.steps],
-        "strict_steps": spec.strict_steps,
-        "alert_after": spec.alert_after,
-        "tags": list(spec.tags),
+        **api_settings(spec),  # the table of check settings says which and how
         "paused": check.paused,
         "archived": check.archived,
         "source": check.source,
