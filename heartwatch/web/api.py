@@ -8,9 +8,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from heartwatch.core.model import Check, Run, Watch
+from heartwatch.core.model import Check, Run
 from heartwatch.core.settings import api_settings
 from heartwatch.core.status import check_status
+from heartwatch.store.base import CheckSnapshot
 from heartwatch.store.codec import from_ts, iso
 from heartwatch.web.hub import Hub, hub_of
 
@@ -40,7 +41,8 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
-def check_json(hub: Hub, check: Check, last_run: Run | None, watch: Watch | None = None) -> dict[str, Any]:
+def check_json(hub: Hub, snap: CheckSnapshot) -> dict[str, Any]:
+    check, last_run, watch = snap.check, snap.last_run, snap.watch
     spec = check.spec
     return {
         "slug": check.slug,
@@ -67,10 +69,7 @@ def limit_param(request: Request, default: int, most: int = 1000) -> int:
 
 async def list_checks(request: Request) -> Response:
     hub = hub_of(request)
-    checks = await hub.store.checks()
-    last = await hub.store.last_runs()
-    watches = await hub.store.watches()
-    return JSONResponse({"checks": [check_json(hub, c, last.get(c.id), watches.get(c.id)) for c in checks]})
+    return JSONResponse({"checks": [check_json(hub, snap) for snap in await hub.store.snapshots()]})
 
 
 async def _check_or_404(request: Request) -> Check | None:
@@ -79,11 +78,10 @@ async def _check_or_404(request: Request) -> Check | None:
 
 async def get_check(request: Request) -> Response:
     hub = hub_of(request)
-    check = await _check_or_404(request)
-    if check is None:
+    snap = await hub.store.snapshot(request.path_params["slug"])
+    if snap is None:
         return error(404, "no such check", "slug")
-    runs = await hub.store.runs(check.id, limit=1)
-    return JSONResponse(check_json(hub, check, runs[0] if runs else None, await hub.store.watch(check.id)))
+    return JSONResponse(check_json(hub, snap))
 
 
 async def list_runs(request: Request) -> Response:

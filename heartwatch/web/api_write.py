@@ -181,12 +181,10 @@ async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200
         return error(404, f"no such check{hint}", "slug")
     if result.outcome is ApiOutcome.READ_ONLY:
         return error(409, READ_ONLY.format(slug=slug), "slug")
-    check = await hub.store.check(slug)
-    assert check is not None  # the write committed before we got here
-    runs = await hub.store.runs(check.id, limit=1)
+    snap = await hub.store.snapshot(slug)
+    assert snap is not None  # the write committed before we got here
     headers = {"Location": f"/api/v1/checks/{slug}"} if result.outcome is ApiOutcome.CREATED else None
-    watch = await hub.store.watch(check.id)
-    return JSONResponse(check_json(hub, check, runs[0] if runs else None, watch), status, headers=headers)
+    return JSONResponse(check_json(hub, snap), status, headers=headers)
 
 
 async def create_check(request: Request, hub: Hub) -> Response:
