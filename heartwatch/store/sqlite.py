@@ -26,9 +26,10 @@ from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import Applied, apply_ping
 from heartwatch.core.settings import Synchronous
 from heartwatch.store import codec
+from heartwatch.store.base import Reads
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
 from heartwatch.store.migrations import MIGRATIONS, migrate
-from heartwatch.store.reads import SqliteReads
+from heartwatch.store.reads import ReadOnlyStore, SqliteReads
 from heartwatch.store.writer import Writer
 
 log = logging.getLogger("heartwatch.store.sqlite")
@@ -494,3 +495,8 @@ class ApiWrite:
     outcome: ApiOutcome
     check: Check | None = None
     error: Exception | None = None
+
+
+def _offers_every_read(store: Store, read_only: ReadOnlyStore) -> tuple[Reads, Reads]:
+    """Never called: mypy checks here that both stores implement the Reads interface (store/base.py)."""
+    return store, read_only
