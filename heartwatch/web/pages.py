@@ -18,8 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from heartwatch.core.model import Check, CheckStatus
-from heartwatch.web import badges, charts
-from heartwatch.web import page_data as web_data
+from heartwatch.web import badges, charts, page_data
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.render import STATIC_DIR, Context, render
 
@@ -38,7 +37,7 @@ async def live_page(request: Request, template: str, build: Callable[[Hub, datet
     headers = {"Cache-Control": "no-store", "Vary": LIVE_HEADER}
     if live:
         # The token is read before the data, so a write landing in between changes the next poll's token.
-        headers["ETag"] = await web_data.change_token(hub.store, now)
+        headers["ETag"] = await page_data.change_token(hub.store, now)
         if request.headers.get("if-none-match") == headers["ETag"]:
             return Response(status_code=304, headers=headers)
     context = await build(hub, now)
@@ -59,7 +58,7 @@ async def overview_page(request: Request) -> Response:
     async def build(hub: Hub, now: datetime) -> Context:
         params = request.query_params
         page = params.get("page", "")
-        view = await web_data.overview(hub.store, now, params.get("tag"), params.get("status"),
+        view = await page_data.overview(hub.store, now, params.get("tag"), params.get("status"),
                                        int(page) if page.isdigit() else 1)
         return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job")}
 
@@ -100,13 +99,13 @@ async def check_page(request: Request) -> Response:
         run_url = f"/checks/{check.slug}/runs/"
         return {
             "check": check, "hub": hub, "runs": runs, "before": before,
-            "status": web_data.status_of(check, newest, watch, now),
-            "last_run": newest, "stopped": web_data.stopped_at(newest),
-            "expected_at": web_data.expected_start(check, watch, newest, now), "watch": watch,
+            "status": page_data.status_of(check, newest, watch, now),
+            "last_run": newest, "stopped": page_data.stopped_at(newest),
+            "expected_at": page_data.expected_start(check, watch, newest, now), "watch": watch,
             "timelines": {r.id: charts.timeline(r, spec, now, scale, tz) for r in runs},
-            "chains": {r.id: web_data.chain(check, r, now) for r in runs},
+            "chains": {r.id: page_data.chain(check, r, now) for r in runs},
             "chart": charts.duration_chart(runs, spec, now, tz, run_url),
-            "events": web_data.event_views(await hub.store.events(check.id, EVENTS_ON_CHECK_PAGE)),
+            "events": page_data.event_views(await hub.store.events(check.id, EVENTS_ON_CHECK_PAGE)),
             "alerts": await hub.store.alerts(check.id),
             "lines": ping_lines(hub, check),
             "more_runs": len(runs) == RUNS_PER_PAGE,
@@ -123,11 +122,11 @@ async def run_page(request: Request) -> Response:
             return None
         spec = check.spec
         return {
-            "check": check, "run": run, "chain": web_data.chain(check, run, now),
+            "check": check, "run": run, "chain": page_data.chain(check, run, now),
             "timeline": charts.timeline(run, spec, now, charts.timeline_scale([run], spec, now), spec.timezone, w=900,
                                        labels=True),
-            "stopped": web_data.stopped_at(run),
-            "events": web_data.event_views(await hub.store.events(check.id, EVENTS_ON_RUN_PAGE, run_id=run.id)),
+            "stopped": page_data.stopped_at(run),
+            "events": page_data.event_views(await hub.store.events(check.id, EVENTS_ON_RUN_PAGE, run_id=run.id)),
             "alerts": await hub.store.alerts(check.id, run_id=run.id),
         }
 
@@ -142,7 +141,7 @@ async def _badge_status(request: Request) -> tuple[str, CheckStatus] | None:
     snap = await hub.store.snapshot(request.path_params["slug"])
     if snap is None:
         return None
-    return snap.check.slug, web_data.status_of(snap.check, snap.last_run, snap.watch, hub.clock())
+    return snap.check.slug, page_data.status_of(snap.check, snap.last_run, snap.watch, hub.clock())
 
 
 # Badges are embedded in pages that image proxies (GitHub's camo) cache: ask them not to.

@@ -16,8 +16,7 @@ from starlette.responses import HTMLResponse, Response
 from heartwatch.core.durations import format_duration
 from heartwatch.core.model import CheckStatus
 from heartwatch.core.schedule import describe_schedule
-from heartwatch.web import auth
-from heartwatch.web import page_data as web_data
+from heartwatch.web import auth, page_data
 from heartwatch.web.format import (
     FLAG_WORDS,
     RUN_WORDS,
@@ -59,9 +58,9 @@ templates.globals.update(
     relative=relative, span_text=span_text, local_text=local_text, event_kind_text=event_kind_text,
     strip_html=strip_html, duration_text=duration_text, format_duration=format_duration,
     describe_schedule=describe_schedule, asset_version=ASSET_VERSION,
-    refresh_ms=REFRESH_MS, statuses=list(CheckStatus), stopped_at=web_data.stopped_at,
+    refresh_ms=REFRESH_MS, statuses=list(CheckStatus), stopped_at=page_data.stopped_at,
     session=auth.session,  # the logged-in session (for the logout form), None without a login
-    strip_runs=web_data.STRIP_RUNS,
+    strip_runs=page_data.STRIP_RUNS,
 )
 
 Context = Mapping[str, Any]
