@@ -261,7 +261,8 @@ def output_schemas() -> dict[str, dict[str, Any]]:
 def _compile_encoder() -> Callable[[CheckSpec], str]:
     """spec_to_store, written out from the table as one expression, as dataclasses writes __init__: every start
     with 100,000 config checks encodes each (to create it, or to see the stored one is unchanged), and a loop
-    over the table took 3.4 µs a spec against 2.4 µs for this (python -m timeit, one CPU of the dev box)."""
+    over the table took 3.4 µs a spec, this 2.4 µs, the hand-written encoder it replaced 1.9 µs (timeit, best of 3
+    runs of 100,000 encodes of one spec)."""
     namespace: dict[str, Any] = {}
     parts = []
     for i, s in enumerate(CHECK_SETTINGS):
