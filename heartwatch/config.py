@@ -57,7 +57,7 @@ class Settings:
     rate_limit: int = 0  # pings per minute per check; 0 = off
     synchronous: str = "normal"  # SQLite in WAL: "normal" survives a process crash, "full" a power cut too
     alert_urls: tuple[str, ...] = ()
-    remind_every: timedelta = timedelta(0)  # 0 = never
+    remind_every: timedelta = timedelta(days=1)  # while a check stays down; 0 = never
     retry_first: timedelta = timedelta(seconds=10)  # first wait before re-sending a failed alert
     api_tokens: tuple[str, ...] = ()
     web_password: str | None = None
@@ -237,7 +237,28 @@ _CHECK_KEYS: dict[str, Callable[[object], Any]] = {
     "alert_after": _int(1, 1000),
     "alerts": _str_list,
     "tags": _str_list,
+    # the alert rules of version 2 (README "Alert rules")
+    "recover_after": _int(1, 1000),
+    "remind_every": _memo(_duration),
+    "methods": lambda v: _methods(v),
+    "fail_keywords": lambda v: _keywords(v),
+    "resume_on_ping": _bool,
 }
+
+
+def _methods(v: object) -> tuple[str, ...]:
+    methods = tuple(m.upper() for m in _str_list(v))
+    bad = [m for m in methods if m not in ("GET", "HEAD", "POST", "PUT")]
+    if bad:
+        raise ValueError(f"methods are GET, HEAD, POST and PUT, not {bad[0]}")
+    return methods
+
+
+def _keywords(v: object) -> tuple[str, ...]:
+    keywords = tuple(_str_list(v))
+    if any(not k for k in keywords):
+        raise ValueError("a fail keyword must not be empty (it would match every finish)")
+    return keywords
 
 _SECTIONS: dict[str, dict[str, tuple[str, Callable[[object], Any]]]] = {
     # section -> toml key -> (Settings field, parser)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -286,13 +287,19 @@ async def test_a_sync_creating_many_checks_indexes_each_in_config_order(store: S
     assert first is not None
     specs = {f"c{i:04d}": CheckSpec(slug=f"c{i:04d}", period=timedelta(minutes=i + 1)) for i in range(1500)}
     seen: list[list[int]] = []
-    store.check_hooks.append(lambda conn, checks, now: seen.append([c.id for c in checks]))
+    on_changed = store.book.on_checks_changed
+
+    def observed(conn: Any, checks: list[Any], now: datetime, expect: bool = True) -> None:
+        seen.append([c.id for c in checks])
+        on_changed(conn, checks, now, expect)
+
+    store.book.on_checks_changed = observed  # type: ignore[method-assign]
     report = await store.sync_config(dict(reversed(specs.items())), T0)
     assert report.created == list(reversed(specs))
     rows = await store.fetchall("SELECT id, slug, uuid FROM checks ORDER BY id")
     assert [r[1] for r in rows] == ["by-ping", *reversed(specs)]
     assert [r[0] for r in rows] == list(range(first.id, first.id + 1501))
-    assert seen == [[r[0] for r in rows[1:]]]  # one hook call for the whole creation
+    assert seen == [[r[0] for r in rows[1:]]]  # the watch book is told once for the whole creation
     for check_id, slug, text in rows:
         assert store.resolve(PingRequest(kind=PingKind.START, uuid=text)) == store.check_by_id(check_id)
         assert (await store.check(slug)) == store.check_by_id(check_id)

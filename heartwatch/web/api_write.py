@@ -91,7 +91,13 @@ def spec_table(spec: CheckSpec) -> dict[str, Any]:
         "alert_after": spec.alert_after,
         "alerts": list(spec.alerts),
         "tags": list(spec.tags),
+        "recover_after": spec.recover_after,
+        "methods": list(spec.methods),
+        "fail_keywords": list(spec.fail_keywords),
+        "resume_on_ping": spec.resume_on_ping,
     }
+    if spec.remind_every is not None:
+        table["remind_every"] = format_duration(spec.remind_every) if spec.remind_every else "0"
     if spec.schedule is not None:
         table["schedule"] = spec.schedule
     for key in ("period", "max_runtime", "min_runtime"):

@@ -70,6 +70,15 @@ _CHECK_SETTINGS: dict[str, Any] = {
                     "description": "Consecutive bad runs before the first alert"},
     "alerts": {"type": "array", "items": {"type": "string"}, "description": "Apprise URLs added to [alerts].urls"},
     "tags": {"type": "array", "items": {"type": "string"}},
+    "recover_after": {"type": "integer", "minimum": 1, "maximum": 1000,
+                      "description": "Consecutive good runs before a down check counts as recovered (1)"},
+    "remind_every": {**DURATION, "description": "While down, a reminder this often; default [alerts] remind_every"
+                                                "; 0 = never"},
+    "methods": {"type": "array", "items": {"enum": ["GET", "HEAD", "POST", "PUT"]},
+                "description": "Only pings with these methods count; others are answered and logged as ignored"},
+    "fail_keywords": {"type": "array", "items": {"type": "string", "minLength": 1},
+                      "description": "A finish whose body holds one of these counts as failed"},
+    "resume_on_ping": {"type": "boolean", "description": "A ping to a paused check resumes it (false)"},
 }
 assert set(_CHECK_SETTINGS) == CHECK_KEYS, "the document must list exactly the keys the API accepts"
 
@@ -111,7 +120,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["slug", "name", "uuid", "status", "ping_url", "slug_ping_url", "schedule", "period", "timezone",
                      "start_grace", "max_runtime", "min_runtime", "steps", "strict_steps", "alert_after", "tags",
-                     "paused", "archived", "source", "last_run", "next_expected_at"],
+                     "recover_after", "remind_every", "methods", "fail_keywords", "resume_on_ping", "muted",
+                     "maintenance_until", "paused", "archived", "source", "last_run", "next_expected_at"],
         "properties": {
             "slug": SLUG,
             "name": {"type": "string", "description": "Display name (the slug when none is set)"},
@@ -128,8 +138,16 @@ SCHEMAS: dict[str, Any] = {
             "steps": {"type": "array", "items": _ref("StepSpec")},
             "strict_steps": {"type": "boolean"},
             "alert_after": {"type": "integer"},
+            "recover_after": {"type": "integer"},
+            "remind_every": _nullable(DURATION),
+            "methods": {"type": "array", "items": {"type": "string"}},
+            "fail_keywords": {"type": "array", "items": {"type": "string"}},
+            "resume_on_ping": {"type": "boolean"},
             "tags": {"type": "array", "items": {"type": "string"}},
             "paused": {"type": "boolean"},
+            "muted": {"type": "boolean", "description": "No reminders until it recovers"},
+            "maintenance_until": _nullable({"type": "string", "format": "date-time",
+                                            "description": "Alerts held until then"}),
             "archived": {"type": "boolean"},
             "source": {"type": "string", "enum": ["config", "api", "ping"],
                        "description": "config checks are read-only through the API"},
