@@ -14,7 +14,7 @@ import functools
 import signal
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from heartwatch.core import schedule
@@ -38,7 +38,9 @@ _DIGEST_WORDS = {AlertKind.FAILED: "failed", AlertKind.TIMED_OUT: "timed out", A
 
 def local(spec: CheckSpec, at: datetime) -> str:
     """A time as the check's people read it: local, with the zone's abbreviation (02:30 CET vs 02:30 CEST)."""
-    return _local(spec.timezone, at)
+    # In UTC before the cache: two local times that differ only in `fold` (02:30 CEST and 02:30 CET) are equal
+    # as keys, and would share their words.
+    return _local(spec.timezone, at.astimezone(UTC))
 
 
 @functools.lru_cache(maxsize=1024)  # alerts of one burst share their times and zones

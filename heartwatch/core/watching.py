@@ -216,9 +216,14 @@ def on_due(check_id: int, spec: CheckSpec, watch: Watch, open_runs: list[Run], n
         done = {(r.rid, r.started_at) for r in decision.runs}
         hung = [r for r in open_runs if r.state is RunState.RUNNING and r.started_at < expected
                 and spec.max_runtime is None and (r.rid, r.started_at) not in done]
+        # A run that timed out and is still open (no finish yet) explains the later missing starts as well.
+        still_open = any(r.state is RunState.TIMED_OUT and r.ended_at is None and r.started_at < expected
+                         for r in open_runs) or bool(done)
         if hung:
             for run in hung:
                 _time_out(spec, w, run, now, ctx, decision, TimeoutLimit.NEXT_RUN_DUE)
+        elif still_open:
+            w.since = replace(w.since, missed=w.since.missed + count)
         elif (w.down_since is not None and newest is not None and newest.state is RunState.MISSED
               and newest.id is not None):
             folded = newest.copy()  # down already, and nothing ran since: the same outage goes on
@@ -304,7 +309,6 @@ def _judge_good(spec: CheckSpec, w: Watch, run: Run, now: datetime, ctx: Context
     w.down_since, w.trouble, w.next_reminder = None, None, None
     decision.recovered = True
     if w.told is None:  # held all along: nothing was said, nothing to take back
-        w.since = Since()
         return
     _publish(w, now, ctx, decision, AlertIntent(AlertKind.RECOVERED, run, now, down_since=down_since,
                                                 since=w.since, previous=w.told))

@@ -203,6 +203,8 @@ async def _lines(store: Store, now: datetime) -> _Lines:
         " UNION ALL SELECT check_id, NULL, NULL, NULL, NULL, expected_at, start_deadline FROM watches"
         " WHERE expected_at <= ?", (now_ts,))
     due = {row[0]: (row[5], row[6]) for row in rows if row[1] is None}
+    # Down per the watch though the newest run is good (recover_after not reached yet): few rows.
+    down = {r[0] for r in await store.fetchall("SELECT check_id FROM watches WHERE down_since IS NOT NULL")}
     if len(_SUMMARIES) > 2 * len(rows) + 1000:
         _SUMMARIES.clear()  # specs changed many times over: forget the old ones
     summaries = _SUMMARIES
@@ -217,10 +219,10 @@ async def _lines(store: Store, now: datetime) -> _Lines:
         name, tags = summaries.get(spec) or _summary(spec)
         if tags:
             tags_seen.add(tags)
-        if cid in due:
-            expected_at, deadline = due[cid]
+        if cid in due or cid in down:
+            expected_at, deadline = due.get(cid, (None, None))
             status = status_of_parts(bool(paused), _STATES[state] if state else None, now, from_ts(expected_at),
-                                     from_ts(deadline))
+                                     from_ts(deadline), down=cid in down)
             by_status[status].append((name or slug, cid, tags))
             continue
         group = undue.get((paused, state))
