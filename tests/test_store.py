@@ -334,7 +334,9 @@ async def test_reopening_with_the_config_shares_its_specs_and_still_sees_a_chang
     CheckSpec(slug="cron", name='Nightly "backup" ü \\ \n\x01 \u2028', schedule="30 2 * * 1-5",
               timezone="Europe/Berlin", start_grace=timedelta(seconds=90), max_runtime=timedelta(hours=2),
               min_runtime=timedelta(seconds=30), steps=(StepSpec("dump"), StepSpec("up:load", timedelta(minutes=45))),
-              strict_steps=True, alert_after=3, alerts=("ntfy://x/y", "json://a?b=c"), tags=("db", "prod", "")),
+              strict_steps=True, alert_after=3, alerts=("ntfy://x/y", "json://a?b=c"), tags=("db", "prod", ""),
+              recover_after=2, remind_every=timedelta(hours=6), methods=("POST",), fail_keywords=("ERROR",),
+              resume_on_ping=True),
     CheckSpec(slug="period", period=timedelta(days=1, microseconds=500), start_grace=timedelta(0)),
 ])
 def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: CheckSpec) -> None:
@@ -344,6 +346,8 @@ def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: Chec
         "start_grace": secs(spec.start_grace), "max_runtime": secs(spec.max_runtime),
         "min_runtime": secs(spec.min_runtime), "steps": [{"name": s.name, "max": secs(s.max)} for s in spec.steps],
         "strict_steps": spec.strict_steps, "alert_after": spec.alert_after, "alerts": list(spec.alerts),
-        "tags": list(spec.tags)}, separators=(",", ":"))
+        "tags": list(spec.tags), "recover_after": spec.recover_after, "remind_every": secs(spec.remind_every),
+        "methods": list(spec.methods), "fail_keywords": list(spec.fail_keywords),
+        "resume_on_ping": spec.resume_on_ping}, separators=(",", ":"))
     assert codec.spec_to_json(spec) == expected
     assert codec.spec_from_json(spec.slug, expected) == spec
