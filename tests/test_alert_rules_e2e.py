@@ -41,6 +41,9 @@ alerts = ["{smtp}"]
 
 [checks.paused]
 remind_every = "2s"
+
+[checks.held]
+remind_every = "1s"
 """
 
 
@@ -113,6 +116,35 @@ def test_filters_and_the_e_mail_words(server: Server, receiver: HttpReceiver, sm
                         "DOWN filtered: failed with exit status 137 (killed by SIGKILL)"]
     plain = smtp.messages[0].get_body(preferencelist=("plain",))
     assert plain is not None and "Fail keyword found: ERROR: bucket not found" in plain.get_content()
+
+
+def test_holds_pause_for_a_while_then_say_what_is_still_true_and_mute_stops_reminders(
+        server: Server, receiver: HttpReceiver) -> None:
+    from click.testing import CliRunner
+
+    from heartwatch.cli.main import main as cli
+
+    result = CliRunner().invoke(cli, ["checks", "pause", "held", "--for", "2s", "--server", server.url,
+                                      "--token", "t" * 32])
+    assert result.exit_code == 0, result.output
+    assert "alerts held until" in result.output
+    ping(server, "held", "/4")  # inside the hold: recorded, not sent
+    time.sleep(1)
+    assert titles_of(receiver, "held") == []
+    wait_for(lambda: titles_of(receiver, "held"), what="the alert once the hold ended")
+    assert titles_of(receiver, "held")[0] == "DOWN held: failed with exit status 4"
+
+    token = {"Authorization": "Bearer " + "t" * 32}
+    muted = server.post("/api/v1/checks/held/mute", headers=token)
+    assert muted.status_code == 200 and muted.json()["muted"] is True
+    count = len(titles_of(receiver, "held"))
+    time.sleep(2.5)  # two reminders' worth
+    assert len(titles_of(receiver, "held")) == count
+    ping(server, "held")  # recovers: the mute ends with it
+    wait_for(lambda: titles_of(receiver, "held")[-1].startswith("UP held: recovered"), what="the recovery")
+    assert server.api("/checks/held")["muted"] is False
+    bad = server.post("/api/v1/checks/held/pause", headers=token, json={"for": "soon"})
+    assert bad.status_code == 422 and "for:" in bad.json()["error"]
 
 
 @pytest.fixture
