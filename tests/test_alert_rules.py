@@ -351,3 +351,35 @@ def test_7_a_timeout_says_which_limit_and_that_it_is_still_running() -> None:
 def test_7_recovered_after_a_clock_step_back_never_says_0s() -> None:
     intent = AlertIntent(AlertKind.RECOVERED, None, T0, down_since=T0 + HOUR)
     assert alert_text.title(CheckSpec(slug="job"), intent) == "UP job: recovered"
+
+
+# --- maintenance windows (core/maintenance.py) ---------------------------------------------------------------
+
+
+def test_maintenance_windows_parse_and_say_when_they_end() -> None:
+    from heartwatch.core.maintenance import parse_window, window_end
+
+    saturday = datetime(2024, 5, 4, 2, 30, tzinfo=ZoneInfo("Europe/Berlin"))  # a Saturday, CEST
+    assert window_end(("Sat 02:00-04:00",), "Europe/Berlin", saturday) == datetime(2024, 5, 4, 2, 0, tzinfo=UTC)
+    assert window_end(("Sat 02:00-04:00",), "Europe/Berlin", saturday + timedelta(hours=2)) is None
+    assert window_end(("Sat 02:00-04:00",), "UTC", saturday) is None  # 00:30 UTC: not yet
+    # Across midnight, from the day before; a range of days; every day.
+    assert window_end(("Fri 23:00-03:00",), "Europe/Berlin", saturday) == datetime(2024, 5, 4, 1, 0, tzinfo=UTC)
+    assert window_end(("Mon-Fri 02:00-04:00",), "Europe/Berlin", saturday) is None
+    assert window_end(("02:00-04:00",), "Europe/Berlin", saturday) is not None
+    for bad in ("Sat", "Someday 02:00-04:00", "25:00-26:00", "02:00-02:00"):
+        try:
+            parse_window(bad)
+        except ValueError as e:
+            assert bad.split()[0] in str(e) or "window" in str(e) or "time" in str(e)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_a_maintenance_window_holds_alerts_and_its_end_wakes_the_check() -> None:
+    check = Check1(CheckSpec(slug="job"))
+    check.hold = Hold.MAINTENANCE
+    check.ping(PingKind.FAIL, T0, exit_code=1)
+    ends = T0 + HOUR
+    assert next_deadline(check.watch, [], Context(hold=Hold.MAINTENANCE, hold_until=ends)) == ends
+    assert check.alerts == []

@@ -84,6 +84,7 @@ class CheckSpec:
     methods: tuple[str, ...] = ()  # only pings with these HTTP methods count; () = every method
     fail_keywords: tuple[str, ...] = ()  # a finish whose body holds one of these counts as failed
     resume_on_ping: bool = False  # a ping to a paused check resumes it
+    maintenance: tuple[str, ...] = ()  # recurring windows ("Sat 02:00-04:00", in `timezone`) that hold alerts
 
     @property
     def display_name(self) -> str:

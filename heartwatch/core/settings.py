@@ -27,6 +27,7 @@ from enum import StrEnum
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from heartwatch.core import maintenance
 from heartwatch.core import values as v
 from heartwatch.core.durations import format_duration
 from heartwatch.core.model import CheckSpec, StepSpec
@@ -142,6 +143,10 @@ METHODS = dataclasses.replace(STRINGS, name="list of HTTP methods", parse=_metho
 KEYWORDS = dataclasses.replace(STRINGS, parse=_keywords,
                                schema={"type": "array", "items": {"type": "string", "minLength": 1}})
 
+WINDOWS = dataclasses.replace(STRINGS, name="list of windows",
+                              parse=lambda value: maintenance.parse_windows(v.str_list(value)),
+                              schema={"type": "array", "items": {"type": "string", "examples": ["Sat 02:00-04:00"]}})
+
 _SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CheckSpec)}
 
 
@@ -199,6 +204,8 @@ CHECK_SETTINGS: tuple[CheckSetting, ...] = (
     CheckSetting("fail_keywords", KEYWORDS, "A finish whose body holds one of these counts as failed; the "
                  "matching line is in the alert."),
     CheckSetting("resume_on_ping", BOOLEAN, "When true, a ping to a paused check resumes it."),
+    CheckSetting("maintenance", WINDOWS, 'Recurring windows in `timezone`, like "Sat 02:00-04:00" or "Mon-Fri '
+                 '12:00-12:30": alerts are held while one is open, and what is still true is sent once it ends.'),
 )
 
 #: The settings by key, in the table's order.

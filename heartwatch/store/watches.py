@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from heartwatch.core import schedule, watching
+from heartwatch.core import maintenance, schedule, watching
 from heartwatch.core.model import Check, Ping, Run, Watch
 from heartwatch.core.runs import Applied
 from heartwatch.core.watching import Context, Decision, Hold
@@ -104,8 +104,10 @@ class WatchBook:
         remind = watching.resolve_remind_every(check.spec, self.policy.remind_every)
         if check.paused or check.archived:
             return Context(remind, Hold.PAUSED, muted=check.muted)
-        if check.maintenance_until is not None and check.maintenance_until > now:
-            return Context(remind, Hold.MAINTENANCE, check.maintenance_until, muted=check.muted)
+        ends = [t for t in (check.maintenance_until,
+                            maintenance.window_end(check.spec.maintenance, check.spec.timezone, now)) if t and t > now]
+        if ends:
+            return Context(remind, Hold.MAINTENANCE, max(ends), muted=check.muted)
         return Context(remind, muted=check.muted)
 
     def _row(self, check: Check, watch: Watch, ctx: Context) -> tuple[Any, ...] | None:
