@@ -236,3 +236,20 @@ async def test_11_6_a_check_whose_evaluation_raises_is_set_aside_and_the_others_
         assert deadline is None  # set aside until its next change
     finally:
         await store.close()
+
+
+async def test_resume_on_ping_lets_a_ping_resume_a_paused_check(tmp_path: Path) -> None:
+    t0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    store = Store(tmp_path / "hw.db")
+    await store.open()
+    try:
+        await store.sync_config({"auto": CheckSpec(slug="auto", resume_on_ping=True),
+                                 "manual": CheckSpec(slug="manual")}, t0)
+        for slug in ("auto", "manual"):
+            check = await store.set_paused(slug, True, t0)
+            assert check is not None
+            await store.record_ping(PingRequest(kind=PingKind.START, uuid=check.uuid),
+                                    Ping(kind=PingKind.START, at=t0 + timedelta(minutes=1)))
+        assert [(c.slug, c.paused) for c in await store.checks()] == [("auto", False), ("manual", True)]
+    finally:
+        await store.close()
