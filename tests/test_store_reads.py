@@ -63,7 +63,10 @@ async def test_a_snapshot_is_the_check_its_newest_run_and_its_watch(store: Store
     assert snap.watch == Watch(expected_at=T0 + timedelta(days=1), start_deadline=T0 + timedelta(days=1, minutes=15))
 
     empty = await store.snapshot("idle")
-    assert empty is not None and (empty.check.id, empty.last_run, empty.watch) == (idle.id, None, None)
+    # A check is given its first expectation when it is created: the snapshot carries that watch, no run.
+    assert empty is not None and (empty.check.id, empty.last_run) == (idle.id, None)
+    assert empty.watch is not None and empty.watch == (await store.watches_of([idle.id]))[idle.id]
+    assert empty.watch.down_since is None and empty.watch.bad_streak == 0
     assert await store.snapshot("nope") is None
 
 

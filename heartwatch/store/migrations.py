@@ -103,6 +103,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         DROP INDEX IF EXISTS runs_by_check;
         CREATE INDEX runs_by_check ON runs (check_id, id, state);
     """),
+    (5, "alert rules: what alerts said, folded missed runs", """
+        -- JSON: good_streak, trouble (what is wrong now), told (what the last alert said), since (what happened
+        -- since it), recent (the last alerts' times, for the hourly limit). NULL for a check with nothing to say.
+        ALTER TABLE watches ADD COLUMN memory TEXT;
+        -- A missed run stands for this many expected starts (folded while the check was down).
+        ALTER TABLE runs ADD COLUMN missed INTEGER NOT NULL DEFAULT 1;
+    """),
+    (6, "holds: mute and one-off maintenance", """
+        ALTER TABLE checks ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;   -- no reminders until it recovers
+        ALTER TABLE checks ADD COLUMN maintenance_until REAL;             -- alerts held until then
+    """),
 ]
 
 
