@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import db
 from support.receivers import HttpReceiver, SmtpReceiver
 from support.server import Server
 from support.waiting import wait_for
@@ -182,12 +183,12 @@ async def test_14_10_a_backward_clock_step_recomputes_every_expectation(tmp_path
         await store.sync_config({"daily": CheckSpec(slug="daily", schedule="0 12 * * *",
                                                     start_grace=timedelta(minutes=5))}, clock())
         await scheduler.run_due()
-        [(expected,)] = await store.fetchall("SELECT expected_at FROM watches")
+        [(expected,)] = await db.query(store, "SELECT expected_at FROM watches")
         assert datetime.fromtimestamp(expected, UTC) == datetime(2024, 5, 4, 12, 0, tzinfo=UTC)
 
         clock.now = t0  # ... and NTP set it right
         await scheduler.run_due()
-        [(expected,)] = await store.fetchall("SELECT expected_at FROM watches")
+        [(expected,)] = await db.query(store, "SELECT expected_at FROM watches")
         assert datetime.fromtimestamp(expected, UTC) == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)  # before: May 4
         clock.now = t0 + timedelta(hours=2, minutes=5)
         assert await scheduler.run_due() == 1  # missed today, not in three days
@@ -196,7 +197,7 @@ async def test_14_10_a_backward_clock_step_recomputes_every_expectation(tmp_path
         assert check is not None
         await store.record_ping(PingRequest(kind=PingKind.SUCCESS, uuid=check.uuid),
                                 Ping(kind=PingKind.SUCCESS, at=clock.now + timedelta(minutes=1)))
-        [(title,)] = await store.fetchall("SELECT title FROM alerts WHERE kind = 'recovered'")
+        [(title,)] = await db.query(store, "SELECT title FROM alerts WHERE kind = 'recovered'")
         assert title == "UP daily: recovered after 1m down"
     finally:
         await store.close()
@@ -233,7 +234,7 @@ async def test_11_6_a_check_whose_evaluation_raises_is_set_aside_and_the_others_
         assert result.applied is not None and result.applied.closed  # its pings are stored all the same
         set_aside = [r for r in caplog.records if "set aside" in r.getMessage()]
         assert len(set_aside) == 1 and "gone" in set_aside[0].getMessage()  # logged once, with the slug
-        [(deadline,)] = await store.fetchall(
+        [(deadline,)] = await db.query(store,
             "SELECT next_deadline FROM watches w JOIN checks c ON c.id = w.check_id WHERE c.slug = 'gone'")
         assert deadline is None  # set aside until its next change
     finally:

@@ -22,9 +22,8 @@ RANKS = {"heartwatch": 0, "core": 0, "config": 1, "clock": 1, "store": 2, "engin
 ENDPOINTS = {"heartwatch.web.api", "heartwatch.web.api_write", "heartwatch.web.openapi", "heartwatch.web.pages",
              "heartwatch.web.login", "heartwatch.web.metrics", "heartwatch.web.ping_view"}
 
-#: Rooms where SQL may be written. engine/ is allowed for now only because helper hw-12 moves the scheduler's
-#: and the sender's statements into the store; the lead removes the allowance when that lands.
-SQL_ROOMS = {"store", "engine"}
+#: The one room where SQL may be written.
+SQL_ROOMS = {"store"}
 #: A statement's first keyword followed by more (so `methods=["DELETE"]` is not SQL).
 SQL_STRING = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|PRAGMA|CREATE|DROP|ALTER|BEGIN|COMMIT|ROLLBACK|WITH)\s+\S")
 SQL_CALLS = {"execute", "executemany", "executescript", "fetchall"}

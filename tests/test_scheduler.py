@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import db
 from support.ports import free_port
 from support.receivers import HttpReceiver, SilentPort
 
@@ -78,22 +79,22 @@ class World:
 
     async def alerts(self, slug: str | None = None) -> list[tuple[str, str, str]]:
         """(slug, kind, title) of every alert row, oldest first."""
-        rows = await self.store.fetchall(
+        rows = await db.query(self.store,
             "SELECT c.slug, a.kind, a.title FROM alerts a JOIN checks c ON c.id = a.check_id ORDER BY a.id")
         return [tuple(r) for r in rows if slug is None or r[0] == slug]  # type: ignore[misc]
 
     async def deliveries(self) -> list[dict[str, Any]]:
         keys = ("id", "target", "attempts", "next_attempt_at", "delivered_at", "gave_up_at", "last_error")
-        rows = await self.store.fetchall(f"SELECT {', '.join(keys)} FROM deliveries ORDER BY id")
+        rows = await db.query(self.store, f"SELECT {', '.join(keys)} FROM deliveries ORDER BY id")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     async def attempts(self) -> list[tuple[int, int, str | None]]:
-        rows = await self.store.fetchall("SELECT delivery_id, ok, error FROM delivery_attempts ORDER BY id")
+        rows = await db.query(self.store, "SELECT delivery_id, ok, error FROM delivery_attempts ORDER BY id")
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
     async def next_deadline(self, slug: str) -> datetime | None:
         check = await self.check(slug)
-        [(ts,)] = await self.store.fetchall("SELECT next_deadline FROM watches WHERE check_id = ?", (check.id,))
+        [(ts,)] = await db.query(self.store, "SELECT next_deadline FROM watches WHERE check_id = ?", (check.id,))
         return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
@@ -137,7 +138,7 @@ async def test_a_missed_start_writes_one_alert_row_with_a_delivery_per_target(tm
 
         assert await w.alerts() == [("hourly", "missed", "DOWN hourly: did not start")]
         assert [d["target"] for d in await w.deliveries()] == ["json://127.0.0.1:9/a", "json://127.0.0.1:9/b"]
-        [(body,)] = await w.store.fetchall("SELECT body FROM alerts")
+        [(body,)] = await db.query(w.store, "SELECT body FROM alerts")
         assert "http://hw.test/checks/hourly/runs/" in body
         runs = await w.store.runs((await w.check("hourly")).id)
         assert [r.state.value for r in runs] == ["missed"]
@@ -155,7 +156,7 @@ async def test_a_run_that_stops_at_a_step_times_out_once_naming_it(world: World)
     for minutes in (54, 55, 56, 120, 121, 600):
         await world.scheduler.run_due(T0 + timedelta(minutes=minutes))
     assert await world.alerts() == [("backup", "timed_out", 'DOWN backup: timed out at step "dump", still running')]
-    [(body,)] = await world.store.fetchall("SELECT body FROM alerts")
+    [(body,)] = await db.query(world.store, "SELECT body FROM alerts")
     assert "dumping table users" in body  # the output tail of the step it stopped at
     assert await world.next_deadline("backup") is None  # remind_every = 0 here: nothing more can fall due
 
@@ -180,7 +181,7 @@ async def test_the_clock_moving_forward_then_back_makes_no_duplicates(world: Wor
     # The next slot passes too: still down for the same reason, so it folds into the missed run, no new alert.
     assert await world.scheduler.run_due(T0 + 3 * HOUR + timedelta(minutes=5)) == 0
     assert len(await world.alerts()) == 1
-    [(count, state)] = await world.store.fetchall("SELECT missed, state FROM runs")
+    [(count, state)] = await db.query(world.store, "SELECT missed, state FROM runs")
     assert state == "missed" and count >= 3
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import db
 from support.receivers import HttpReceiver, SilentPort
 from support.server import Server
 from support.waiting import wait_for
@@ -199,18 +200,18 @@ async def test_retries_stop_at_the_documented_limit(tmp_path: Path, failing: Fai
         while await sender.send_due():  # each pass: attempt what is due, then go to the next retry time
             await sender.drain()
             passes += 1
-            [(nxt,)] = await store.fetchall("SELECT MIN(next_attempt_at) FROM deliveries")
+            [(nxt,)] = await db.query(store, "SELECT MIN(next_attempt_at) FROM deliveries")
             if nxt is None:
                 break
             clock.now = datetime.fromtimestamp(nxt, UTC)
             assert passes <= notify.MAX_ATTEMPTS + 1, "retries did not stop"
 
-        rows = await store.fetchall("SELECT target, attempts, gave_up_at, delivered_at, next_attempt_at"
+        rows = await db.query(store, "SELECT target, attempts, gave_up_at, delivered_at, next_attempt_at"
                                     " FROM deliveries ORDER BY target")
         assert sorted(rows) == sorted([(failing.url(), notify.MAX_ATTEMPTS, clock.now.timestamp(), None, None),
                                        (BAD_URL, notify.MAX_ATTEMPTS, clock.now.timestamp(), None, None)])
         assert failing.requests == notify.MAX_ATTEMPTS  # counted at the target: not one request more
-        errors = await store.fetchall("SELECT d.target, a.ok, a.error FROM delivery_attempts a"
+        errors = await db.query(store, "SELECT d.target, a.ok, a.error FROM delivery_attempts a"
                                       " JOIN deliveries d ON d.id = a.delivery_id")
         assert len(errors) == 2 * notify.MAX_ATTEMPTS and all(ok == 0 and error for _, ok, error in errors)
         # The documented limit: retries from 10 s doubling to hourly, given up about a day after the first.
@@ -237,9 +238,9 @@ async def test_a_hanging_target_counts_as_a_failed_attempt_with_its_reason(tmp_p
             assert await sender.send_due() == 1
             await sender.drain()
             clock.now += notify.backoff(attempt)
-        [(attempts, next_at)] = await store.fetchall("SELECT attempts, next_attempt_at FROM deliveries")
+        [(attempts, next_at)] = await db.query(store, "SELECT attempts, next_attempt_at FROM deliveries")
         assert attempts == 2 and next_at is not None
-        errors = [e for (e,) in await store.fetchall("SELECT error FROM delivery_attempts WHERE ok = 0")]
+        errors = [e for (e,) in await db.query(store, "SELECT error FROM delivery_attempts WHERE ok = 0")]
         assert len(errors) == 2 and all("did not finish within" in e or "no answer within" in e for e in errors), errors
     finally:
         await store.close()

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
@@ -476,7 +475,7 @@ class Store(SqliteReads):
 
     async def due_checks(self, now: datetime, limit: int = DUE_BATCH) -> list[int]:
         """Ids of checks with a deadline at or before `now`, the earliest first."""
-        rows = await self.fetchall(
+        rows = await self._all(
             "SELECT check_id FROM watches WHERE next_deadline <= ? ORDER BY next_deadline LIMIT ?",
             (now.timestamp(), limit))
         return [r[0] for r in rows]
@@ -494,7 +493,7 @@ class Store(SqliteReads):
 
     async def earliest_deadline(self) -> float | None:
         """When the next deadline of any check falls due (Unix time), if any."""
-        rows = await self.fetchall("SELECT MIN(next_deadline) FROM watches")
+        rows = await self._all("SELECT MIN(next_deadline) FROM watches")
         return rows[0][0] if rows else None
 
     async def rebase_expectations(self, now: datetime) -> None:
@@ -527,11 +526,6 @@ class Store(SqliteReads):
     def reader(self) -> aiosqlite.Connection:
         assert self._reader is not None, "store not open"
         return self._reader
-
-    async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        """Raw SQL on the read connection. Only the engine (scheduler and sender, which hw-12 moves onto typed
-        methods) and tests still call it; the lead deletes it at the merge. Add a typed method instead."""
-        return await self._all(sql, params)
 
 
 class DamagedDatabase(Exception):
