@@ -53,8 +53,9 @@ def _limit(default: int) -> dict[str, Any]:
 
 _CHECK_SETTINGS: dict[str, Any] = {
     "name": {"type": "string", "description": "Display name"},
-    "schedule": {"type": "string", "description": "Cron expression (five fields), evaluated in `timezone`",
-                 "examples": ["0 2 * * *"]},
+    "schedule": {"type": "string", "description": "Cron expression (five fields, or @hourly, @daily, @weekly,"
+                 " @monthly, @yearly), evaluated in `timezone`; six or seven fields, @reboot and a schedule that"
+                 " never fires are refused", "examples": ["0 2 * * *"]},
     "period": {**DURATION, "description": "Or: a start every period (not together with schedule)"},
     "timezone": {"type": "string", "description": "IANA time zone; default: the server's ([server] timezone)",
                  "examples": ["Europe/Berlin"]},
