@@ -21,6 +21,7 @@ from conftest import Server, running_server
 from receivers import HttpReceiver, SmtpReceiver, wait_for
 
 from heartwatch.engine.notify import ALERT_ID_HEADER, deliver
+from heartwatch.engine.sender import _Due, _message
 
 #: What a job may print: markup that must never become a live link or a remote image in an alert.
 EVIL = '<a href="http://evil.example/">click to fix</a> <img src="http://evil.example/pixel.png">'
@@ -69,9 +70,12 @@ def smtp() -> Iterator[SmtpReceiver]:
 # --- item 8: e-mail is plain text ------------------------------------------------------------------------------
 
 
-def test_an_e_mail_alert_keeps_its_lines_and_never_renders_the_jobs_markup(tmp_path: Path,
-                                                                          smtp: SmtpReceiver) -> None:
-    with running_server(tmp_path, ALERTS.format(url=smtp.url())) as server:
+@pytest.mark.parametrize("url_format", ["", "&format=html"])
+def test_an_e_mail_alert_keeps_its_lines_and_never_renders_the_jobs_markup(tmp_path: Path, smtp: SmtpReceiver,
+                                                                          url_format: str) -> None:
+    # By default a single text/plain part; a URL that asks Apprise for HTML mail (`format=html`) also gets a
+    # text/html part, made from the text with the job's markup escaped.
+    with running_server(tmp_path, ALERTS.format(url=smtp.url() + url_format)) as server:
         ping(server, "job", "/3", content=OUTPUT.encode())
         wait_for(lambda: smtp.messages, what="the e-mail")
         wait_for(lambda: outbox_empty(server), what="the outbox to empty")
@@ -85,13 +89,19 @@ def test_an_e_mail_alert_keeps_its_lines_and_never_renders_the_jobs_markup(tmp_p
         content = part.get_content().replace("\r\n", "\n")  # mail's line ends are CRLF; either is a line
         kind = part.get_content_type()
         if kind == "text/plain":
-            # Exactly the alert as written, line for line, with its id as the last line.
-            assert content.rstrip("\n") == f"{stored_body}\n\nAlert id: {alert_id}"
-            assert OUTPUT in content  # the job's lines, each on its own line, the markup as text
+            # The alert as written, line for line, with its id as the last line (the part Apprise derives from
+            # its HTML collapses a line's leading spaces: only the lines' words are compared there).
+            expected = f"{stored_body}\n\nAlert id: {alert_id}"
+            if url_format:
+                assert [line.strip() for line in content.strip().splitlines()] == [
+                    line.strip() for line in expected.splitlines()]
+            else:
+                assert content.rstrip("\n") == expected
+                assert OUTPUT in content  # the job's lines, each on its own line, the markup as text
         elif kind == "text/html":
             assert not re.search(r"<a\b[^>]*\bhref\s*=\s*[\"']?https?://evil\.example", content, re.I), content
             assert not re.search(r"<img\b[^>]*\bsrc\s*=\s*[\"']?https?://evil\.example", content, re.I), content
-            assert "&lt;a href=" in content
+            assert "&lt;a" in content and "&lt;img" in content  # shown as text
         else:
             pytest.fail(f"unexpected {kind} part in an alert e-mail")
     assert message[ALERT_ID_HEADER] == alert_id
@@ -156,6 +166,15 @@ def test_a_repeat_carries_the_same_id_in_header_and_body(tmp_path: Path) -> None
     assert [headers[ALERT_ID_HEADER] for headers in receiver.headers] == ids * 2
     for _, payload in receiver.received:
         assert payload["message"].splitlines()[-1] == f"Alert id: {ids[0]}"
+
+
+def test_a_digest_id_depends_on_its_alerts_not_their_order() -> None:
+    dues = [_Due(i, "json://x", 0, "failed", f"DOWN job-{i}", "body", 0.0, f"uuid-{i}.{i}") for i in range(1, 6)]
+    _, body, _, digest_id = _message(dues, None)
+    assert digest_id.startswith("digest-") and body.endswith(f"\n\nDigest id: {digest_id}")
+    assert _message(dues[::-1], None)[3] == digest_id
+    assert _message(dues[:4], None)[3] != digest_id
+    assert _message(dues[:1], None)[3] == "uuid-1.1"  # one alert: its own id
 
 
 # --- item 9: SIGHUP applies changed targets ----------------------------------------------------------------------
