@@ -3,7 +3,7 @@
 Start-up work that can fail (opening the database, binding the port) happens before or around uvicorn
 so failures print one line and exit non-zero instead of a traceback. uvicorn handles SIGINT/SIGTERM:
 it stops accepting, lets in-flight requests (pings) finish, then we close the database. SIGHUP reloads
-the config's checks.
+the config's checks and the [alerts] settings (targets, remind_every, retry_first).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
                                 access_log=False, lifespan="off", server_header=False)
         server = _Server(config)
         server.on_listening = lambda: _announce(hub, login=auth is not None)
-        _install_reload(hub, scheduler.wake)
+        _install_reload(hub, scheduler, sender)
         scheduler.start()
         sender.start()
         _freeze_heap()
@@ -171,8 +171,9 @@ def _announce(hub: Hub, login: bool) -> None:
     sys.stdout.flush()
 
 
-def _install_reload(hub: Hub, moved: Callable[[], None]) -> None:
-    """SIGHUP re-reads the config file and upserts its checks; a bad file is reported and ignored."""
+def _install_reload(hub: Hub, scheduler: Scheduler, sender: Sender) -> None:
+    """SIGHUP re-reads the config file, upserts its checks and applies its [alerts] settings; a bad file is
+    reported and ignored."""
     path = hub.settings.config_path
     if path is None:
         return
@@ -184,10 +185,21 @@ def _install_reload(hub: Hub, moved: Callable[[], None]) -> None:
             log.error("config not reloaded: %s: %s", path, e)
             return
         report = await hub.store.sync_config(fresh.checks, hub.clock())
-        moved()  # deadlines may have moved
+        # Alerts written from now on go to the new targets (the scheduler reads them from its settings when
+        # it writes an alert's deliveries); deliveries already in the outbox keep theirs.
+        targets_changed = fresh.alert_urls != hub.settings.alert_urls
+        hub.settings = dataclasses.replace(hub.settings, alert_urls=fresh.alert_urls,
+                                           remind_every=fresh.remind_every, retry_first=fresh.retry_first)
+        scheduler.apply_settings(dataclasses.replace(scheduler.settings, alert_urls=fresh.alert_urls,
+                                                     remind_every=fresh.remind_every, retry_first=fresh.retry_first))
+        sender.retry_first = fresh.retry_first
+        _report_bad_targets(fresh)
+        scheduler.wake()  # deadlines may have moved
         _freeze_heap()
-        log.info("config reloaded: %d created, %d updated, %d archived",
-                 len(report.created), len(report.updated), len(report.archived))
+        targets = len(fresh.alert_urls)
+        log.info("config reloaded: %d created, %d updated, %d archived; alert targets: %d URL%s (%s)",
+                 len(report.created), len(report.updated), len(report.archived), targets, "" if targets == 1 else "s",
+                 "changed" if targets_changed else "unchanged")
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload(path)))

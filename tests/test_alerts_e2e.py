@@ -145,7 +145,7 @@ def test_a_failure_with_exit_status_3_then_recovery(server: Server, receiver: Ht
     assert len(titles) == 2
     failed = receiver.received[0][1]["message"]
     assert "Exit status: 3" in failed
-    assert failed.rstrip().endswith(f"rsync: write failed: No space left on device\n\n{server.url}/checks/job/runs/1")
+    assert f"rsync: write failed: No space left on device\n\n{server.url}/checks/job/runs/1\n\nAlert id: " in failed
 
 
 @pytest.mark.parametrize("checks_toml", ['[checks.job]\nalerts = ["{smtp}"]\n'])

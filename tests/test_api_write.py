@@ -6,6 +6,7 @@ in-process to see what the server does behind the answer (listeners) or to test 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -202,6 +203,11 @@ BAD_BODIES: list[tuple[bytes, int, str | None]] = [
     (b'{"slug": "Bad Slug"}', 422, "slug"),
     (b'{"slug": 7}', 422, "slug"),
     (b'{"slug": "j", "schedule": "every night"}', 422, "schedule"),
+    (b'{"slug": "j", "schedule": "0 */5 * * * *"}', 422, "schedule"),
+    (b'{"slug": "j", "schedule": "0 2 * * * 2030"}', 422, "schedule"),
+    (b'{"slug": "j", "schedule": "@reboot"}', 422, "schedule"),
+    (b'{"slug": "j", "schedule": "0 0 31 2 *"}', 422, "schedule"),
+    (b'{"slug": "j", "schedule": "0 0 30 2 *"}', 422, "schedule"),
     (b'{"slug": "j", "schedule": "0 2 * * *", "period": "1h"}', 422, "period"),
     (b'{"slug": "j", "timezone": "Mars/Olympus"}', 422, "timezone"),
     (b'{"slug": "j", "start_grace": 900}', 422, "start_grace"),
@@ -223,6 +229,8 @@ def test_validation_errors_name_the_field_and_create_nothing(server: Server) -> 
         answer = r.json()
         assert answer["error"] and "Traceback" not in answer["error"]
         assert answer.get("field") == field, body
+        if field == "schedule":  # the message names the value it refused
+            assert json.loads(body)["schedule"] in answer["error"], answer
     assert [c["slug"] for c in server.api("/checks")["checks"]] == ["config-job"]
 
 
@@ -250,10 +258,13 @@ def test_create_by_ping_sets_the_check_up_from_query_parameters(server: Server) 
 
 def test_a_bad_create_parameter_is_400_and_creates_nothing(server: Server) -> None:
     for params, word in [({"schedule": "every day"}, "schedule"), ({"tz": "Mars/Olympus"}, "tz"),
-                         ({"grace": "soon"}, "grace"), ({"max_runtime": "0"}, "max_runtime")]:
+                         ({"grace": "soon"}, "grace"), ({"max_runtime": "0"}, "max_runtime"),
+                         ({"schedule": "0 0 31 2 *"}, "schedule"), ({"schedule": "0 */5 * * * *"}, "schedule"),
+                         ({"schedule": "@reboot"}, "schedule")]:
         r = httpx.get(server.slug_url("typo"), params={"create": "1", **params}, timeout=10)
         assert r.status_code == 400
-        assert r.text.startswith(f"bad {word}: "), r.text
+        assert r.text.startswith(f"bad {word} {next(iter(params.values()))!r}: "), r.text
+        assert "\n" not in r.text
         assert not exists(server, "typo")
 
 

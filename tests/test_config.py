@@ -152,6 +152,11 @@ BAD = [
     ("base_url not http", '[server]\nbase_url = "backup-box:8000"\n', "server.base_url", "backup-box:8000"),
     ("ping_key with a slash", '[server]\nping_key = "a/b"\n', "server.ping_key", "a/b"),
     ("check not a table", "[checks]\nbackup = 1\n", "checks.backup", "1"),
+    ("cron with seconds", '[checks.backup]\nschedule = "0 */5 * * * *"\n', "checks.backup.schedule", "0 */5 * * * *"),
+    ("cron with a year", '[checks.backup]\nschedule = "0 2 * * * 2030"\n', "checks.backup.schedule", "0 2 * * * 2030"),
+    ("cron at reboot", '[checks.backup]\nschedule = "@reboot"\n', "checks.backup.schedule", "@reboot"),
+    ("cron that never fires", '[checks.backup]\nschedule = "0 0 31 2 *"\n', "checks.backup.schedule", "0 0 31 2 *"),
+    ("cron on 30 February", '[checks.backup]\nschedule = "0 0 30 2 *"\n', "checks.backup.schedule", "0 0 30 2 *"),
 ]
 
 
@@ -270,6 +275,8 @@ def test_db_from_env_or_flag_is_not_moved_next_to_the_file(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("text", "needles"), [
     ('[checks.backup]\nschedule = "61 * * * *"\n', ["checks.backup.schedule", "61 * * * *"]),
+    ('[checks.backup]\nschedule = "0 0 31 2 *"\n', ["checks.backup.schedule", "0 0 31 2 *", "never fires"]),
+    ('[checks.backup]\nschedule = "0 */5 * * * *"\n', ["checks.backup.schedule", "0 */5 * * * *", "6 fields"]),
     ("[checks.a]\n[checks.a]\n", ["checks", "not valid TOML"]),
 ])
 def test_serve_with_a_bad_config_exits_2_with_one_line(tmp_path: Path, text: str, needles: list[str]) -> None:

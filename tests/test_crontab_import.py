@@ -30,6 +30,7 @@ TZ="America/New_York"
 0 4 * * * date +%F > /tmp/today
 5 4 * * * heartwatch run already -- true
 61 4 * * * /bin/never
+0 5 31 2 * /bin/leap-of-faith
 """
 
 
@@ -52,7 +53,7 @@ def test_rewritten_crontab_keeps_everything_else_as_it_was() -> None:
     assert len(lines) == len(CRONTAB.splitlines())  # nothing dropped
     for kept in ("# m h dom mon dow command", 'MAILTO = "ops@example.org"', "CRON_TZ=Europe/Berlin",
                  "@reboot /usr/local/bin/warm-cache", "5 4 * * * heartwatch run already -- true",
-                 "61 4 * * * /bin/never"):
+                 "61 4 * * * /bin/never", "0 5 31 2 * /bin/leap-of-faith"):
         assert kept in lines
     # Redirections stay outside, so `heartwatch run` still sees the output for its tail.
     assert "@daily\theartwatch run backup-db -- /usr/local/bin/backup-db.sh --full >/dev/null 2>&1" in lines
@@ -62,6 +63,7 @@ def test_rewritten_crontab_keeps_everything_else_as_it_was() -> None:
     notes = "\n".join(result.notes)
     assert "@reboot" in notes and "already reports" in notes and "'61 4 * * *'" in notes
     assert "unknown macro @Daily" in notes
+    assert "'0 5 31 2 *' cannot be watched: never fires" in notes  # the server would refuse it
     assert "unescaped %" in notes  # cron would cut `sh -c '...'` at the %
 
 

@@ -26,6 +26,7 @@ from heartwatch.core.schedule import (
     run_deadline,
     start_deadline,
     step_deadline,
+    validate_schedule,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -118,6 +119,60 @@ def test_hourly_job_over_spring_forward_expects_each_real_hour_once(tz: str, aft
     assert all(t.minute == 15 for t in found)
 
 
+def local_times(spec: CheckSpec, zone: ZoneInfo, day: date) -> list[str]:
+    """The expected starts that fall on local `day`, as local wall-clock times with their offset."""
+    start = datetime.combine(day, time(0), zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(UTC)
+    return [t.astimezone(zone).strftime("%H:%M%z") for t in expectations(spec, start - timedelta(seconds=1), end)
+            if t < end]
+
+
+@pytest.mark.parametrize("expr", ["*/15 2 * * *", "* 2 * * *", "*/30 2 * * 0"])
+def test_a_wildcard_job_in_the_skipped_hour_is_not_expected_at_all_berlin(expr: str) -> None:
+    """Debian's cron: a job whose minute (or hour) field starts with `*` follows the new time, so it has no
+    run in the missing hour, and none at 03:00 CEST either (30 March 2025 is a Sunday)."""
+    spec = cron(expr, "Europe/Berlin")
+    assert local_times(spec, BERLIN, date(2025, 3, 30)) == []
+    assert "02:00+0100" in local_times(spec, BERLIN, date(2025, 3, 23))  # the Sundays before and after: normal
+    assert "02:30+0200" in local_times(spec, BERLIN, date(2025, 4, 6))
+
+
+def test_every_15_minutes_in_hour_2_over_both_berlin_transitions() -> None:
+    spec = cron("*/15 2 * * *", "Europe/Berlin")
+    assert local_times(spec, BERLIN, date(2025, 3, 29)) == ["02:00+0100", "02:15+0100", "02:30+0100", "02:45+0100"]
+    assert local_times(spec, BERLIN, date(2025, 3, 30)) == []  # was ["03:00+0200"]: cron never runs that
+    assert local_times(spec, BERLIN, date(2025, 3, 31)) == ["02:00+0200", "02:15+0200", "02:30+0200", "02:45+0200"]
+    # Fall back: both 02:xx hours are real and the job runs in both, as Debian's cron runs wildcard jobs.
+    assert local_times(spec, BERLIN, date(2025, 10, 26)) == [
+        "02:00+0200", "02:15+0200", "02:30+0200", "02:45+0200",
+        "02:00+0100", "02:15+0100", "02:30+0100", "02:45+0100"]
+
+
+def test_every_15_minutes_in_the_changed_hours_over_both_new_york_transitions() -> None:
+    spring = cron("*/15 2 * * *", "America/New_York")  # 02:00-03:00 is skipped on 9 March 2025
+    assert local_times(spring, NEW_YORK, date(2025, 3, 8)) == ["02:00-0500", "02:15-0500", "02:30-0500", "02:45-0500"]
+    assert local_times(spring, NEW_YORK, date(2025, 3, 9)) == []
+    assert local_times(spring, NEW_YORK, date(2025, 3, 10)) == ["02:00-0400", "02:15-0400", "02:30-0400",
+                                                                 "02:45-0400"]
+    fall = cron("*/15 1 * * *", "America/New_York")  # 01:00-02:00 happens twice on 2 November 2025
+    assert local_times(fall, NEW_YORK, date(2025, 11, 2)) == [
+        "01:00-0400", "01:15-0400", "01:30-0400", "01:45-0400",
+        "01:00-0500", "01:15-0500", "01:30-0500", "01:45-0500"]
+    # And the fixed-time job in the same hours: once after the spring gap, once (the first) in the fall.
+    assert local_times(cron("30 2 * * *", "America/New_York"), NEW_YORK, date(2025, 3, 9)) == ["03:00-0400"]
+    assert local_times(cron("30 1 * * *", "America/New_York"), NEW_YORK, date(2025, 11, 2)) == ["01:30-0400"]
+
+
+def test_the_fixed_or_wildcard_decision_reads_the_first_character_as_debian_does() -> None:
+    # `0-59/15` names the same minutes as `*/15`, but Debian's cron sets MIN_STAR only for a leading `*`:
+    # it is a fixed-time job, run once right after the gap; so it is expected once, at 03:00 CEST.
+    assert local_times(cron("0-59/15 2 * * *", "Europe/Berlin"), BERLIN, date(2025, 3, 30)) == ["03:00+0200"]
+    assert local_times(cron("0,30 2 * * *", "Europe/Berlin"), BERLIN, date(2025, 3, 30)) == ["03:00+0200"]
+    # @hourly is `0 * * * *` (a wildcard hour): 01:00 CET then 03:00 CEST, each a real hour.
+    assert local_times(cron("@hourly", "Europe/Berlin"), BERLIN, date(2025, 3, 30))[:3] == [
+        "00:00+0100", "01:00+0100", "03:00+0200"]
+
+
 # --- fall back ----------------------------------------------------------------------------------
 
 
@@ -190,6 +245,44 @@ def test_daily_job_is_expected_once_every_local_day_at_its_time(zone: ZoneInfo, 
                 else:
                     # Inside the spring-forward gap: the end of the gap, 03:00 in both zones.
                     assert (when.hour, when.minute) == (3, 0), spec
+
+
+# --- which schedules are accepted --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expr", ["0 2 * * *", " */5 * * * * ", "0 9-17 * * 1-5", "0 0 29 2 *", "30 4 1,15 * 5",
+                                  "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@midnight", "@annually",
+                                  "@Daily", "0 0 L * *", "0 0 * * 1#5"])
+def test_standard_schedules_are_accepted(expr: str) -> None:
+    assert validate_schedule(expr) == expr.strip()
+
+
+@pytest.mark.parametrize(("expr", "words"), [
+    ("0 */5 * * * *", "6 fields; expected five (minute hour day month weekday): seconds and years"),
+    ("0 2 * * * 2030", "6 fields"),
+    ("0 0 2 * * * 2030", "7 fields"),
+    ("0 2 * *", "4 fields"),
+    ("", "empty"),
+    ("@reboot", "@reboot runs when the machine boots"),
+    ("@every_5m", "unknown nickname"),
+    ("61 * * * *", "not a valid cron expression"),
+    ("0 0 31 2 *", "never fires: no month in '2' has a day in '31'"),
+    ("0 0 30 2 *", "never fires"),
+    ("0 0 30,31 2 *", "never fires"),
+    ("15 3 31 4,6,9,11 *", "never fires: no month in '4,6,9,11' has a day in '31'"),
+])
+def test_other_schedules_are_refused_with_a_reason(expr: str, words: str) -> None:
+    with pytest.raises(ValueError, match="^" + words.replace("(", r"\(").replace(")", r"\)")) as refused:
+        validate_schedule(expr)
+    assert "\n" not in str(refused.value)
+
+
+def test_rare_schedules_are_not_mistaken_for_never() -> None:
+    # 29 February comes every four years (and 2100 is not a leap year: eight years from 2096 to 2104);
+    # the fifth Monday of a February only when a leap-year February starts on a Monday (2044, then 2072).
+    for expr in ("0 0 29 2 *", "0 0 * 2 1#5"):
+        assert validate_schedule(expr) == expr
+    assert next_expected_start(cron("0 0 29 2 *"), utc(2097, 1, 1)) == utc(2104, 2, 29)
 
 
 # --- next_expectation: the scheduler's entry point ----------------------------------------------

@@ -65,7 +65,8 @@ async def test_250_alerts_at_once_go_as_three_digests_and_each_delivery_is_recor
             lines = payload["message"].splitlines()
             assert len(listed(payload["message"])) == alert_text.DIGEST_LISTED
             assert f"... and {counted(payload['title']) - alert_text.DIGEST_LISTED} more" in lines
-            assert lines[-1] == "Status page: http://hw.test/"
+            assert lines[-3:-1] == ["Status page: http://hw.test/", ""]
+            assert re.fullmatch(r"Digest id: digest-[0-9a-f]{32}", lines[-1])
         first = [listed(m)[0] for m in (p["message"] for _, p in receiver.received)]
         assert len(set(first)) == 3  # three different slices of the outbox
 

@@ -14,9 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
-from heartwatch.core.schedule import CRON_MACROS
+from heartwatch.core.schedule import CRON_MACROS, validate_schedule
 
 #: cron's @-macros and the five-field schedules they stand for. @reboot has no schedule to watch.
 MACROS = CRON_MACROS
@@ -239,8 +237,10 @@ def _parse_job(line_no: int, line: str, timezone: str | None, system: bool) -> C
         if not fields:
             return "not a crontab job line (five schedule fields and a command)"
         schedule, rest, macro = " ".join(fields.group(*range(1, 6))), fields.group(6), None
-        if not croniter.is_valid(schedule):
-            return f"schedule {schedule!r} is not one heartwatch understands"
+        try:
+            validate_schedule(schedule)
+        except ValueError as e:  # what the server would refuse too, e.g. `0 0 31 2 *` (never fires)
+            return f"schedule {schedule!r} cannot be watched: {e}"
     user = None
     if system:
         parts = rest.split(None, 1)

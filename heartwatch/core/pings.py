@@ -109,7 +109,7 @@ def _create_spec(slug: str, query: Mapping[str, str], default_tz: str) -> CheckS
     except ConfigError as e:
         key = e.key.rsplit(".", 1)[-1]
         param = next((p for p, k in CREATE_PARAMS.items() if k == key), "schedule" if key == "period" else key)
-        raise BadPing(400, f"bad {param}: {e.reason}") from None
+        raise BadPing(400, f"bad {param} {e.shown}: {e.reason}") from None
 
 
 def _suffix_kind(suffix: str | None) -> tuple[PingKind, int | None]:

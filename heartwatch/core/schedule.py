@@ -6,20 +6,28 @@ too-fast test, and the schedule in words for the status page. Every function is 
 come out as aware UTC datetimes, `now` is always passed in, nothing here reads the clock or stores
 anything.
 
+Which schedules: standard five-field cron (minute hour day month weekday) and the nicknames @hourly,
+@daily, @weekly, @monthly, @yearly (and croniter's synonyms @midnight, @annually); `validate_schedule`
+refuses the rest with a reason: six or seven fields (croniter would read a sixth field as seconds), @reboot,
+and expressions that can never fire (`0 0 31 2 *`).
+
 Time zones: cron times are local wall-clock times, so they are computed in the check's zone and
 converted to UTC; durations (grace, runtimes, step maxima, periods) are real elapsed time and are
-added afterwards, in UTC. Daylight-saving changes follow Vixie/Debian cron, which is what the job's
-own crontab does:
+added afterwards, in UTC. Daylight-saving changes follow Debian's cron (cron(8): "time changes of
+less than three hours"), which is what the job's own crontab does. Debian's cron sorts jobs by the
+first character of the minute and hour fields: a job whose minute or hour field starts with `*` is a
+wildcard job (`*/15 2 * * *`, `15 * * * *`, @hourly), any other a fixed-time job (`30 2 * * *`,
+`0 2,3 * * *`, @daily):
 
-- spring forward: a wall-clock time inside the skipped hour does not exist; such a job is expected
-  once, at the first valid local time after the gap (`30 2 * * *` on the Berlin spring-forward day
-  is expected at 03:00 CEST). This is croniter's behaviour, pinned in tests/test_schedule.py.
-  Schedules that fire every hour simply have no occurrence in the missing hour.
-- fall back: a wall-clock time inside the repeated hour happens twice. A fixed-time schedule (both
-  the minute and the hour field are explicit, e.g. `30 1 * * *`) is expected once, at the first
-  occurrence; croniter alone would expect it twice, so `next_expected_start` skips the second one.
-  A wildcard schedule (`15 * * * *`, `*/10 * * * *`, minute or hour field starting with `*`) is
-  expected at both real instants, because both are real hours that the job does run in.
+- spring forward: a wall-clock time inside the skipped hour does not exist. A fixed-time job is run
+  by cron right after the change, so it is expected once, at the first valid local time after the
+  gap (`30 2 * * *` on the Berlin spring-forward day is expected at 03:00 CEST). A wildcard job
+  simply follows the new time: nothing of it is expected in the missing hour (`*/15 2 * * *` has no
+  run at all that day, and certainly none at 03:00 CEST).
+- fall back: a wall-clock time inside the repeated hour happens twice. A fixed-time job is expected
+  once, at the first occurrence; croniter alone would expect it twice, so `next_expected_start`
+  skips the second one. A wildcard job is expected at both real instants, because both are real
+  hours that the job does run in.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, croniter
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 from heartwatch.core.durations import format_duration
 from heartwatch.core.model import CheckSpec, Run, RunFlag, RunState
@@ -45,6 +53,8 @@ CRON_MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
+#: The nicknames as the messages list them (croniter's synonyms @annually and @midnight work too).
+_NICKNAMES = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 
 # A repeated wall-clock time is skipped at most once per transition; the bound only guards against
 # looping forever should croniter ever return the same instant again and again.
@@ -56,16 +66,80 @@ def _require_aware(value: datetime, name: str) -> None:
         raise ValueError(f"{name} must be an aware datetime, got naive {value.isoformat()}")
 
 
+#: Nicknames that name no time: refused with a reason of their own.
+_NO_TIME = {"@reboot": "@reboot runs when the machine boots, not at times heartwatch can expect;"
+                        " give the check a period instead (e.g. 1d), or no schedule at all"}
+
+#: The Gregorian calendar repeats every 400 years (146,097 days, a whole number of weeks), so an
+#: expression with no date in 400 years from any start has none ever.
+_CALENDAR_CYCLE_YEARS = 400
+_CYCLE_START = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def validate_schedule(expr: str) -> str:
+    """`expr` (stripped) when heartwatch can watch it; otherwise ValueError with a one-line reason.
+
+    Accepted: five cron fields, or one of CRON_MACROS. Refused: any other field count (six or seven
+    fields add seconds or years, which croniter would read with seconds last: `0 */5 * * * *` would
+    be 05:00:00, 05:00:01, ...), @reboot and unknown nicknames, what croniter cannot read, and
+    expressions that never fire (`0 0 31 2 *`, `0 0 30 2 *`). "Never" is decided on the calendar
+    alone: croniter looks for a match within one full 400-year cycle, which costs about 6 ms for an
+    expression that has none and 0.1-1 ms for one that has (measured with croniter 7).
+    """
+    text = expr.strip()
+    if not text:
+        raise ValueError("empty; expected five cron fields (minute hour day month weekday) or a nickname"
+                         f" like @daily ({', '.join(_NICKNAMES)})")
+    if text.startswith("@"):
+        nickname = text.lower()
+        if nickname in _NO_TIME:
+            raise ValueError(_NO_TIME[nickname])
+        if nickname not in CRON_MACROS:
+            raise ValueError(f"unknown nickname; use one of {', '.join(_NICKNAMES)}, or five cron fields")
+        return text
+    fields = text.split()
+    if len(fields) != 5:
+        extra = ": seconds and years are not part of standard cron" if len(fields) in (6, 7) else ""
+        raise ValueError(f"{len(fields)} fields; expected five (minute hour day month weekday){extra}")
+    if not croniter.is_valid(text):
+        raise ValueError("not a valid cron expression (five fields: minute hour day month weekday)")
+    try:
+        croniter(text, _CYCLE_START, max_years_between_matches=_CALENDAR_CYCLE_YEARS).get_next(datetime)
+    except CroniterBadDateError:
+        day, month, weekday = fields[2:]
+        why = (f"no month in {month!r} has a day in {day!r}" if weekday in ("*", "?")
+               else "no date matches its day, month and weekday fields")
+        raise ValueError(f"never fires: {why}") from None
+    except CroniterError as e:  # croniter accepted it above but cannot step through it
+        raise ValueError(f"not a valid cron expression: {e}") from None
+    return text
+
+
 def _cron_fields(expr: str) -> list[str]:
     text = expr.strip()
     return CRON_MACROS.get(text.lower(), text).split()
 
 
 def _is_fixed_time(expr: str) -> bool:
-    """True for schedules like `30 2 * * *` that name their minute and hour, as Vixie cron decides
-    which jobs to run again when the clock goes back (the MIN_STAR / HR_STAR flags)."""
+    """True for schedules like `30 2 * * *` whose minute and hour fields do not start with `*`: Debian's
+    cron runs only these again after the clock jumps forward and not twice when it goes back (its
+    MIN_STAR / HR_STAR flags, set from the first character of each field)."""
     fields = _cron_fields(expr)
     return len(fields) >= 2 and not fields[0].startswith("*") and not fields[1].startswith("*")
+
+
+@functools.lru_cache(maxsize=1024)
+def _wall_clock_fields(expr: str) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """The minutes and hours `expr` names (None for "every"), to tell a time croniter moved out of the
+    spring-forward gap from a time the schedule really has."""
+    minutes, hours = croniter(" ".join(_cron_fields(expr))).expanded[:2]
+    return (None if "*" in minutes else frozenset(int(m) for m in minutes),
+            None if "*" in hours else frozenset(int(h) for h in hours))
+
+
+def _on_the_schedule(expr: str, local: datetime) -> bool:
+    minutes, hours = _wall_clock_fields(expr)
+    return (minutes is None or local.minute in minutes) and (hours is None or local.hour in hours)
 
 
 def _is_repeat(local: datetime) -> bool:
@@ -103,7 +177,13 @@ def _next_cron(schedule: str, timezone: str, after: datetime) -> datetime | None
         if at <= after:
             continue
         # Re-derive the local time from the instant so `fold` is zoneinfo's, not croniter's.
-        if fixed and _is_repeat(at.astimezone(zone)):
+        local = at.astimezone(zone)
+        if fixed and _is_repeat(local):
+            continue
+        # croniter moves a time that falls in the spring-forward gap to the end of the gap; cron does
+        # that only for fixed-time jobs, so a wildcard job's moved time (`*/15 2 * * *` -> 03:00) is
+        # not one it runs at.
+        if not fixed and not _on_the_schedule(schedule, local):
             continue
         return at
     return None

@@ -179,7 +179,8 @@ CHECK_SETTINGS: tuple[CheckSetting, ...] = (
     CheckSetting("name", TEXT, "Display name, shown on pages and in alerts instead of the slug.", in_api=False,
                  default_text="the slug"),
     CheckSetting("schedule", CRON, "When a start is due: a cron expression (five fields, or @hourly, @daily, "
-                 "@weekly, @monthly, @yearly), evaluated in `timezone`. Give this or `period`, not both."),
+                 "@weekly, @monthly, @yearly), evaluated in `timezone`. Six or seven fields, @reboot and a "
+                 "schedule that never fires are refused. Give this or `period`, not both."),
     CheckSetting("period", POSITIVE_DURATION, "Or: a start is due every `period` after the last one "
                  "(not together with `schedule`)."),
     CheckSetting("timezone", TIMEZONE, "The IANA time zone the schedule is read in.",

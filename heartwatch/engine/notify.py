@@ -9,6 +9,20 @@ not decide when to send or retry, and it stores nothing: that is the outbox's jo
 Written against Apprise 2.3, whose `notify()` returns a per-service result with the log lines of
 that call (captured per call through context variables, so concurrent deliveries on other threads
 do not mix their errors) and takes a `timeout`.
+
+What each send asks of Apprise, and why:
+- `body_format=TEXT`: an alert is plain text (job output included). Without it Apprise passes the body
+  through untouched and its e-mail plugin sends it as HTML, with a text part derived from that HTML:
+  every newline lost, and a job that printed `<a href=...>` put a live link in the mail. Declared as
+  text, the e-mail is one text/plain part as written, and services that render HTML or Markdown get
+  the text escaped for them.
+- the timeout: Apprise's HTTP plugins wait 4 s to connect and 4 s for an answer (its `cto` and `rto`,
+  per request), whatever the call's own `timeout`; a target answering in 5 s then "failed", was
+  retried, and got the alert again and again. The call's `timeout` (30 s by default) is what a target
+  gets; each send raises `cto` and `rto` just past it (unless the URL sets them itself), so they only
+  end a request Apprise has already given up on, and the error says "did not finish within 30 seconds".
+- the alert's id: where the target carries HTTP or mail headers (json://, form://, xml://, mailto://),
+  it goes as `X-Heartwatch-Alert-Id`, next to the `+Header=` ones the URL may add.
 """
 
 from __future__ import annotations
@@ -25,15 +39,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import apprise
+from apprise.plugins.custom_form import NotifyForm
+from apprise.plugins.custom_json import NotifyJSON
+from apprise.plugins.custom_xml import NotifyXML
+from apprise.plugins.email import NotifyEmail
 
 T = TypeVar("T")
 
-#: Seconds one target may take before it counts as failed; a slow target must not hold up the
-#: sender for long, the next attempt comes with the backoff.
+#: Seconds one target may take before it counts as failed (to connect, and to answer); a slow target
+#: must not hold up the sender for long, the next attempt comes with the backoff.
 DEFAULT_TIMEOUT = 30.0
+
+#: The header that carries an alert's id, so a receiver can drop a repeat.
+ALERT_ID_HEADER = "X-Heartwatch-Alert-Id"
+#: How far past the call's timeout the per-request socket timeouts are set: the call's own deadline
+#: decides (with its clear message), the socket's only ends the request it abandoned.
+_SOCKET_MARGIN = 1.0
+#: Apprise plugins whose `headers` go out with the message (the `+Header=value` of their URLs).
+_HEADER_PLUGINS = (NotifyJSON, NotifyForm, NotifyXML, NotifyEmail)
 
 # deliver_async stops waiting this long after Apprise's own deadline should have fired: a last
 # resort for a thread stuck where Apprise cannot interrupt it (a DNS lookup, say).
@@ -192,14 +218,28 @@ def _scheme_only(url: str) -> str:
     return f"{scheme}://..." if scheme.isalnum() else "(unreadable URL)"
 
 
-def _deliver_one(url: str, redacted: str, title: str, body: str, kind: NotifyType, timeout: float) -> TargetResult:
+def _prepare(plugin: apprise.NotifyBase, url: str, timeout: float, alert_id: str | None) -> None:
+    """The per-request timeouts and the id header for one send (see the module's docstring)."""
+    given = {key.lower() for key, _ in parse_qsl(urlsplit(url.strip()).query, keep_blank_values=True)}
+    if "cto" not in given:
+        plugin.socket_connect_timeout = timeout + _SOCKET_MARGIN
+    if "rto" not in given:
+        plugin.socket_read_timeout = timeout + _SOCKET_MARGIN
+    if alert_id is not None and isinstance(plugin, _HEADER_PLUGINS):
+        plugin.headers[ALERT_ID_HEADER] = alert_id
+
+
+def _deliver_one(url: str, redacted: str, title: str, body: str, kind: NotifyType, timeout: float,
+                 alert_id: str | None = None) -> TargetResult:
     plugin, problem = _load(url)
     if plugin is None:
         return TargetResult(redacted, False, problem)
+    _prepare(plugin, url, timeout, alert_id)
     sender = apprise.Apprise(asset=plugin.asset)
     sender.add(plugin)
     try:
-        result = sender.notify(body=body, title=title, notify_type=kind, timeout=timeout)
+        result = sender.notify(body=body, title=title, notify_type=kind, body_format=apprise.NotifyFormat.TEXT,
+                               timeout=timeout)
     except Exception as e:  # a plugin bug must become this target's error, not the sender's crash
         return TargetResult(redacted, False, _scrub(f"Apprise failed: {type(e).__name__}: {e}", url))
     with result:
@@ -218,13 +258,15 @@ def deliver(
     *,
     kind: NotifyType = "info",
     timeout: float = DEFAULT_TIMEOUT,
+    alert_id: str | None = None,
 ) -> list[TargetResult]:
-    """Send `title` and `body` to each URL in turn; one result per URL, in order. Blocks.
+    """Send `title` and `body` (plain text) to each URL in turn; one result per URL, in order. Blocks.
 
     Each target gets its own Apprise object so its success and error are its own. A target that
-    does not answer counts as failed after `timeout` seconds.
+    does not answer counts as failed after `timeout` seconds. `alert_id` goes as a header where the
+    target has headers.
     """
-    return [_deliver_one(url, redact(url), title, body, kind, timeout) for url in urls]
+    return [_deliver_one(url, redact(url), title, body, kind, timeout, alert_id) for url in urls]
 
 
 #: Sends at once. Apprise runs every send that has a timeout on its own shared pool, which has this many
@@ -249,6 +291,7 @@ async def deliver_async(
     *,
     kind: NotifyType = "info",
     timeout: float = DEFAULT_TIMEOUT,
+    alert_id: str | None = None,
 ) -> list[TargetResult]:
     """`deliver` for the event loop: targets are sent concurrently on worker threads, and each
     result comes within about `timeout` seconds, so a hanging target never blocks the loop."""
@@ -256,7 +299,7 @@ async def deliver_async(
     async def one(url: str) -> TargetResult:
         # Parsing loads Apprise's plugins on first use (a noticeable pause): also off the loop.
         redacted = await _in_thread(redact, url)
-        work = _in_thread(_deliver_one, url, redacted, title, body, kind, timeout)
+        work = _in_thread(_deliver_one, url, redacted, title, body, kind, timeout, alert_id)
         try:
             return await asyncio.wait_for(work, timeout + _ASYNC_GRACE)
         except TimeoutError:

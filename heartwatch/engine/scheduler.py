@@ -38,8 +38,13 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._sleep_until: float | None = None
         self._last_now: datetime | None = None
+        self.apply_settings(settings)
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Take new [alerts] settings (start-up, SIGHUP): alerts written from now on follow them."""
+        self.settings = settings
         # The store writes the alerts its decisions make: where they go and how often they remind.
-        store.policy = AlertPolicy(settings.remind_every, settings.alert_urls, settings.public_url)
+        self.store.policy = AlertPolicy(settings.remind_every, settings.alert_urls, settings.public_url)
 
     async def prepare(self) -> None:
         """Give every check without a watch (created before deadlines existed) a fresh expectation."""

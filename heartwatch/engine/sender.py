@@ -14,12 +14,18 @@ Claiming never waits for a send. Sends run on worker threads with a timeout, at 
 target, so a target that is down or hangs delays only its own deliveries: pings and other targets go on.
 When a retry gets through, the target's other deliveries still waiting out their backoff are due at once.
 After MAX_ATTEMPTS (about a day of backoff) a delivery is given up, and that too is recorded.
+
+Delivery is at least once: a send that reached the target but whose record did not (a crash, an answer slower
+than the timeout) is sent again. So every message carries a stable id, the last line of its body and, where the
+target has headers, `X-Heartwatch-Alert-Id`: an alert's is its check's uuid and its own row id, the same on every
+attempt; a digest's is derived from the ids of the alerts in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +63,7 @@ class _Due(NamedTuple):
     title: str
     body: str
     claimed_at: float
+    alert_id: str  # stable across attempts: the check's uuid and the alert's row id
 
 
 _NOTIFY_TYPE: dict[str, notify.AlertKind] = {"recovered": "success", "too_fast": "warning", "reminder": "warning"}
@@ -67,14 +74,16 @@ def _notify_type(kind: str) -> notify.AlertKind:
     return _NOTIFY_TYPE.get(kind, "failure")
 
 
-def _message(batch: Sequence[_Due], status_url: str | None) -> tuple[str, str, notify.AlertKind]:
-    """Title, body and Apprise notify type of one send: the alert's own, or for several a digest, typed as its
-    most severe alert."""
+def _message(batch: Sequence[_Due], status_url: str | None) -> tuple[str, str, notify.AlertKind, str]:
+    """Title, body, Apprise notify type and id of one send: the alert's own, or for several a digest, typed as
+    its most severe alert. The body ends with the id."""
     if len(batch) == 1:
-        return batch[0].title, batch[0].body, _notify_type(batch[0].kind)
+        due = batch[0]
+        return due.title, f"{due.body}\n\nAlert id: {due.alert_id}", _notify_type(due.kind), due.alert_id
     kind = max((_notify_type(due.kind) for due in batch), key=_SEVERITY.__getitem__)
-    return (alert_text.digest_title([due.kind for due in batch]),
-            alert_text.digest_body([due.title for due in batch], status_url), kind)
+    digest_id = "digest-" + hashlib.sha256(",".join(sorted(due.alert_id for due in batch)).encode()).hexdigest()[:32]
+    body = alert_text.digest_body([due.title for due in batch], status_url)
+    return alert_text.digest_title([due.kind for due in batch]), f"{body}\n\nDigest id: {digest_id}", kind, digest_id
 
 
 class Sender:
@@ -134,7 +143,7 @@ class Sender:
                 continue
             self._in_flight[row[0]] = loop.create_future()
             self._waiting.setdefault(row[1], deque()).append(
-                _Due(row[0], row[1], row[2], row[3], row[4], row[5], claimed_at))
+                _Due(row[0], row[1], row[2], row[3], row[4], row[5], claimed_at, row[6]))
             targets[row[1]] = None
             started += 1
         for target in targets:
@@ -197,14 +206,14 @@ class Sender:
 
     async def _send(self, target: str, batch: list[_Due]) -> tuple[bool, str | None]:
         """Hand `batch` to Apprise as one message; whether it arrived, and if not, why."""
-        title, body, kind = _message(batch, self.status_url)
+        title, body, kind, alert_id = _message(batch, self.status_url)
         self.sends += 1
         self.handed_off += len(batch)
         handed_at = self.clock().timestamp()
         self.handoff_log.extend((due.id, due.claimed_at, handed_at) for due in batch)
         try:
             results: Sequence[notify.TargetResult] = await self.deliver(
-                [target], title, body, kind=kind, timeout=self.timeout)
+                [target], title, body, kind=kind, timeout=self.timeout, alert_id=alert_id)
             return results[0].ok, results[0].error
         except Exception as e:  # whatever goes wrong here is this send's error, not the sender's end
             return False, f"{type(e).__name__}: {e}".replace(target, notify.redact(target))

@@ -36,6 +36,7 @@ class DueDelivery(NamedTuple):
     kind: str
     title: str
     body: str
+    alert_id: str  # stable across attempts and restarts: the check's uuid and the alert's row id
 
 
 class Attempt(NamedTuple):
@@ -78,8 +79,9 @@ def last_output(conn: sqlite3.Connection, run_id: int) -> bytes:
 async def claim_due(reader: aiosqlite.Connection, now: datetime, horizon: datetime, limit: int) -> list[DueDelivery]:
     """Deliveries due by `now`, and any planned beyond `horizon` (planned before the clock stepped back)."""
     async with reader.execute(
-            "SELECT d.id, d.target, d.attempts, a.kind, a.title, a.body FROM deliveries d JOIN alerts a"
-            " ON a.id = d.alert_id WHERE d.next_attempt_at <= ? OR d.next_attempt_at > ?"
+            "SELECT d.id, d.target, d.attempts, a.kind, a.title, a.body, c.uuid || '.' || a.id FROM deliveries d"
+            " JOIN alerts a ON a.id = d.alert_id JOIN checks c ON c.id = a.check_id"
+            " WHERE d.next_attempt_at <= ? OR d.next_attempt_at > ?"
             " ORDER BY d.next_attempt_at LIMIT ?", (now.timestamp(), horizon.timestamp(), limit)) as cur:
         return [DueDelivery(*row) for row in await cur.fetchall()]
 

@@ -61,7 +61,7 @@ def validate(slug: str, table: dict[str, Any], settings: Settings) -> CheckSpec:
         return parse_check(slug, table, settings.timezone, prefix="")
     except ConfigError as e:
         field = e.key[len(slug) + 1:] if e.key.startswith(f"{slug}.") else "slug"
-        raise ApiError(422, f"{field}: {e.reason}", field) from None
+        raise ApiError(422, f"{field} = {e.shown}: {e.reason}", field) from None
 
 
 def merge(current: CheckSpec, patch: dict[str, Any]) -> dict[str, Any]:

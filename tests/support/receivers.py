@@ -8,6 +8,7 @@ import email.policy
 import json
 import socket
 import threading
+import time
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,12 +21,17 @@ from support.ports import free_port
 
 class HttpReceiver:
     """Collects the JSON that Apprise's json:// posts. Refuses connections until `start()` (and after
-    `stop()`), so a test can take a target down and bring it back on the same port."""
+    `stop()`), so a test can take a target down and bring it back on the same port.
 
-    def __init__(self, port: int | None = None) -> None:
+    `delay` seconds pass between receiving a POST and answering it, for the first `delayed` POSTs (all when
+    None): a slow target. `headers` holds each POST's request headers, in the order of `received`."""
+
+    def __init__(self, port: int | None = None, delay: float = 0.0, delayed: int | None = None) -> None:
         self.port = port or free_port()
+        self.delay, self.delayed = delay, delayed
         self._lock = threading.Lock()
         self._received: list[tuple[str, dict[str, Any]]] = []
+        self._headers: list[dict[str, str]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -36,6 +42,11 @@ class HttpReceiver:
     def received(self) -> list[tuple[str, dict[str, Any]]]:
         with self._lock:
             return list(self._received)
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self._headers)
 
     def titles(self) -> list[str]:
         return [payload["title"] for _, payload in self.received]
@@ -49,9 +60,16 @@ class HttpReceiver:
                 payload = json.loads(self.rfile.read(length))
                 with receiver._lock:
                     receiver._received.append((self.path, payload))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                    receiver._headers.append(dict(self.headers.items()))
+                    slow = receiver.delayed is None or len(receiver._received) <= receiver.delayed
+                if slow and receiver.delay:
+                    time.sleep(receiver.delay)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:  # the sender stopped waiting and closed the connection
+                    pass
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
