@@ -8,6 +8,7 @@ the server or the check is one warning on stderr, and the job's own exit status 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -41,6 +42,22 @@ def _server_options(f: click.decorators.FC) -> click.decorators.FC:
     f = click.option("--server", envvar="HEARTWATCH_URL", show_envvar=True,
                      help="heartwatch server URL  [default: http://127.0.0.1:8000]")(f)
     return f
+
+
+def this_heartwatch() -> str:
+    """The command that starts this very heartwatch, as an absolute path cron can run with its short PATH.
+
+    The console script we were started as (a /usr/local/bin symlink stays a symlink, so an upgrade of the
+    venv behind it keeps working); else the one beside our Python (`python -m heartwatch` in a venv);
+    else that Python with `-m heartwatch`.
+    """
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) == "heartwatch" and os.path.isfile(argv0):
+        return shlex.quote(os.path.abspath(argv0))
+    beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "heartwatch")
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        return shlex.quote(beside)
+    return f"{shlex.quote(os.path.abspath(sys.executable))} -m heartwatch"
 
 
 def _fail(message: str) -> None:
@@ -184,10 +201,11 @@ def ping_cmd(server: str | None, ping_key: str | None, config: Path | None, chec
               help="Lines have a user column after the schedule (/etc/crontab, /etc/cron.d/*).")
 @click.option("--server", envvar="HEARTWATCH_URL", help="Server URL to set in the rewritten crontab.")
 @click.option("--ping-key", envvar="HEARTWATCH_PING_KEY", help="Ping key to set in the rewritten crontab.")
-@click.option("--heartwatch-bin", default="heartwatch", show_default=True,
-              help="How cron finds heartwatch (cron's PATH is short: an absolute path is safest).")
+@click.option("--heartwatch-bin", metavar="PATH",
+              help="How cron starts heartwatch  [default: the absolute path of this heartwatch; cron's PATH "
+                   "is only /usr/bin:/bin]")
 def import_crontab_cmd(file: TextIO, system: bool, server: str | None, ping_key: str | None,
-                       heartwatch_bin: str) -> None:
+                       heartwatch_bin: str | None) -> None:
     """Propose checks for a crontab's jobs and rewrite it to use `heartwatch run`.
 
     FILE is a crontab, or - for stdin: `crontab -l | heartwatch import-crontab`.
@@ -201,5 +219,5 @@ def import_crontab_cmd(file: TextIO, system: bool, server: str | None, ping_key:
         text = file.read()
     except UnicodeDecodeError:
         _fail(f"heartwatch import-crontab: {file.name} is not a text file")
-    result = parse_and_rewrite(text, system=system, heartwatch_bin=heartwatch_bin)
+    result = parse_and_rewrite(text, system=system, heartwatch_bin=heartwatch_bin or this_heartwatch())
     click.echo(render(result, server=server, ping_key=ping_key), nl=False)
