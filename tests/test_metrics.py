@@ -186,7 +186,8 @@ def test_the_real_server_serves_metrics(server: Server) -> None:
     assert get(samples, "heartwatch_runs", slug="job", state="ok") == 1
 
 
-async def test_runs_by_state_is_a_gauge_since_it_goes_down(app: tuple[httpx.AsyncClient, list[datetime], Store]) -> None:
+async def test_runs_by_state_is_a_gauge_since_it_goes_down(
+        app: tuple[httpx.AsyncClient, list[datetime], Store]) -> None:
     client, now, _ = app
     assert (await client.get("/ping/key/job/start?create=1")).status_code == 201
     samples, types = parse((await client.get("/metrics")).text)
