@@ -29,7 +29,7 @@ def backup_check_toml() -> str:
 
 @pytest.fixture
 def server_config() -> str:
-    # Only the check: the example's [alerts] would try to reach ntfy.sh, and tests stay offline.
+    # Only the check: the example's [alerts] URLs are placeholders, and tests stay offline.
     return backup_check_toml()
 
 
