@@ -403,3 +403,12 @@ def test_pinger_retries_only_what_may_succeed_later() -> None:
     assert not pinger.send().ok
     assert naps == [0.5, 1.0]  # the server proved unreachable: one attempt, no more waiting
     assert len(said) == 1
+
+
+def test_the_time_after_the_job_is_what_start_up_left_of_the_budget() -> None:
+    from heartwatch.cli.ping_client import finish_budget, seconds_since_process_start
+
+    assert finish_budget(0.2) == 1.0  # a quick start: the whole second
+    assert finish_budget(1.0) == pytest.approx(0.7)  # a slow start (a busy box): what is left of 1.7 s
+    assert finish_budget(5.0) == 0.5  # never less than half a second for the finish
+    assert 0 < seconds_since_process_start() < time.monotonic()

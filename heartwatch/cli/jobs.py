@@ -20,9 +20,11 @@ from heartwatch.cli.ping_client import (
     Pinger,
     check_rid,
     check_url,
+    finish_budget,
     ping_suffix,
     resolve_server,
     run_command,
+    seconds_since_process_start,
     send_step,
     warn_stderr,
 )
@@ -141,7 +143,7 @@ def run_cmd(ctx: click.Context, server: str | None, ping_key: str | None, config
         warn_stderr(f"heartwatch run: warning: {e}; running the command unmonitored")
     sys.stdout.flush()
     outcome = run_command(argv, pinger, stdout_fd=sys.stdout.fileno(), stderr_fd=sys.stderr.fileno(),
-                          environ=os.environ)
+                          environ=os.environ, finish_budget=finish_budget(seconds_since_process_start()))
     sys.exit(outcome.exit_status)
 
 

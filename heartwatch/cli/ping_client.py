@@ -45,9 +45,13 @@ EXIT_NOT_FOUND = 127
 EXIT_CANNOT_EXECUTE = 126
 #: How long output may keep coming after the command exited (see `run_command`).
 DRAIN_SECONDS = 1.0
-#: All that `heartwatch run` may add to a job's wall time after it exited: the rest of its output and the
-#: pings still to send (start and steps not yet answered, then the finish). Start-up adds ~0.2 s more.
+#: What `heartwatch run` may add to a job's wall time in all: starting up, then, after the job exited, the
+#: rest of its output and the pings still to send (start and steps not yet answered, then the finish).
+#: The part after the exit gets what start-up left of TOTAL_BUDGET, between these two bounds; the rest of
+#: the promised 2 s is for the interpreter's exit and a busy machine.
+TOTAL_BUDGET = 1.7
 FINISH_BUDGET = 1.0
+MIN_FINISH_BUDGET = 0.5
 #: The socket `heartwatch step` hands its step to (see `StepListener`), and how long that may take.
 STEP_SOCKET_ENV = "HEARTWATCH_STEP_SOCKET"
 STEP_HANDOFF_SECONDS = 1.0
@@ -141,8 +145,9 @@ class Pinger:
     backoff: float = 0.5
     timeout: float = 5.0
     connect_timeout: float = 3.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], object] = time.sleep
     deadline: float | None = None
+    stop_retrying: Callable[[], bool] = lambda: False  # checked before each retry
     warned: bool = False
     unreachable: bool = False
 
@@ -155,9 +160,11 @@ class Pinger:
         for attempt in range(attempts):
             if attempt:
                 nap = self.backoff * 2 ** (attempt - 1)
-                if self._left() <= nap:
+                if self._left() <= nap or self.stop_retrying():
                     break
                 self.sleep(nap)
+                if self.stop_retrying():
+                    break
             left = self._left()
             if left <= 0:
                 break
@@ -358,28 +365,38 @@ class PingQueue:
     def __init__(self, pinger: Pinger, tail: OutputTail) -> None:
         self.pinger = pinger
         self._tail = tail
-        self._items: queue.SimpleQueue[tuple[str, dict[str, str], Callable[[], bytes]] | None] = queue.SimpleQueue()
+        self._items: queue.SimpleQueue[tuple[str, dict[str, str], Callable[[], bytes], bool] | None] = \
+            queue.SimpleQueue()
         self.results: dict[str, PingResult] = {}
         self.dropped = 0
+        # Set when the job has ended: a ping still waiting to retry then goes on to the next, so the time
+        # left goes to the finish, the ping that matters most.
+        self._ending = threading.Event()
+        pinger.sleep = self._ending.wait
         self._thread = threading.Thread(target=self._work, name="heartwatch-pings", daemon=True)
         self._thread.start()
 
-    def put(self, suffix: str, params: dict[str, str], body: Callable[[], bytes] = lambda: b"") -> None:
-        self._items.put((suffix, params, body))
+    def put(self, suffix: str, params: dict[str, str], body: Callable[[], bytes] = lambda: b"",
+            last: bool = False) -> None:
+        self._items.put((suffix, params, body, last))
 
     def finish(self, deadline: float) -> bool:
         """Stop taking pings and wait, until `deadline` at the latest, for the queued ones; True if all went."""
         self.pinger.deadline = deadline
+        self._ending.set()
         self._items.put(None)
         self._thread.join(max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive() and not self.dropped
 
     def _work(self) -> None:
         while (item := self._items.get()) is not None:
-            suffix, params, body = item
+            suffix, params, body, last = item
             if self.pinger.deadline is not None and time.monotonic() >= self.pinger.deadline:
                 self.dropped += 1
                 continue
+            # The finish may retry in the time left; earlier pings stop retrying once the job has ended.
+            self.pinger.stop_retrying = (lambda: False) if last else self._ending.is_set
+            self.pinger.sleep = time.sleep if last else self._ending.wait
             result = self.pinger.send(suffix, params, body())
             self.results[suffix or params.get("step", "")] = result
             if result.body_limit is not None:
@@ -394,6 +411,22 @@ class RunOutcome:
     exit_status: int
     rid: str
     pings_sent: bool = False  # every ping of the run was answered before the deadline
+
+
+def seconds_since_process_start() -> float:
+    """How long ago this process started (Linux: /proc/self/stat against the boot clock); 0 when unknown."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, counted from after the name
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
+def finish_budget(spent: float) -> float:
+    """The time the pings get after the job exited, when start-up took `spent` seconds of TOTAL_BUDGET."""
+    return min(FINISH_BUDGET, max(MIN_FINISH_BUDGET, TOTAL_BUDGET - spent))
 
 
 def new_rid() -> str:
@@ -487,7 +520,7 @@ def _finish(outcome: RunOutcome, pings: PingQueue | None, steps: StepListener | 
         steps.close()
     if pings is None:
         return outcome
-    pings.put(suffix, {"rid": outcome.rid}, body)
+    pings.put(suffix, {"rid": outcome.rid}, body, last=True)
     outcome.pings_sent = pings.finish(deadline)
     if not outcome.pings_sent and not pings.pinger.warned:
         pings.pinger.warned = True
