@@ -89,7 +89,8 @@ class _CommandAfterDashes(click.Command):
             if not command or ctx.resilient_parsing:
                 raise
             ctx.meta[USAGE_ERROR] = e.format_message()
-            ctx.params = {"server": None, "ping_key": None, "config": None, "check": "", "command": tuple(command)}
+            ctx.params = {"server": None, "ping_key": None, "config": None, "ping_wait": None, "check": "",
+                          "command": tuple(command)}
             return []
 
     def _command_start(self, args: list[str]) -> int:
@@ -113,11 +114,15 @@ USAGE_ERROR = "heartwatch.usage_error"
 
 @click.command("run", cls=_CommandAfterDashes)
 @_server_options
+@click.option("--ping-wait", type=click.FloatRange(min=0), envvar="HEARTWATCH_PING_WAIT", show_envvar=True,
+              metavar="SECONDS",
+              help="Time the pings may take after the job exited  [default: what start-up left of 1.7 s, "
+                   "0.5-1 s]. More where a complete record matters more than a prompt exit.")
 @click.argument("check")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def run_cmd(ctx: click.Context, server: str | None, ping_key: str | None, config: Path | None, check: str,
-            command: tuple[str, ...]) -> None:
+def run_cmd(ctx: click.Context, server: str | None, ping_key: str | None, config: Path | None,
+            ping_wait: float | None, check: str, command: tuple[str, ...]) -> None:
     """Run COMMAND as one monitored run of CHECK (a slug or a uuid).
 
     Sends start, passes the output through while keeping its tail, sends the exit status with the tail,
@@ -142,9 +147,14 @@ def run_cmd(ctx: click.Context, server: str | None, ping_key: str | None, config
         # A monitoring mistake must not cost the job its run: say so once, then run it unmonitored.
         warn_stderr(f"heartwatch run: warning: {e}; running the command unmonitored")
     sys.stdout.flush()
+    wait = finish_budget(seconds_since_process_start()) if ping_wait is None else ping_wait
     outcome = run_command(argv, pinger, stdout_fd=sys.stdout.fileno(), stderr_fd=sys.stderr.fileno(),
-                          environ=os.environ, finish_budget=finish_budget(seconds_since_process_start()))
-    sys.exit(outcome.exit_status)
+                          environ=os.environ, finish_budget=wait)
+    # A ping still hanging on the sender thread is abandoned here: exit without the interpreter's shutdown,
+    # which could otherwise find that thread writing a warning to stderr, or wait on it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(outcome.exit_status)
 
 
 @click.command("step")

@@ -367,7 +367,6 @@ class PingQueue:
         self._tail = tail
         self._items: queue.SimpleQueue[tuple[str, dict[str, str], Callable[[], bytes], bool] | None] = \
             queue.SimpleQueue()
-        self.results: dict[str, PingResult] = {}
         self.dropped = 0
         # Set when the job has ended: a ping still waiting to retry then goes on to the next, so the time
         # left goes to the finish, the ping that matters most.
@@ -398,7 +397,6 @@ class PingQueue:
             self.pinger.stop_retrying = (lambda: False) if last else self._ending.is_set
             self.pinger.sleep = time.sleep if last else self._ending.wait
             result = self.pinger.send(suffix, params, body())
-            self.results[suffix or params.get("step", "")] = result
             if result.body_limit is not None:
                 self._tail.set_limit(result.body_limit)
 
