@@ -36,6 +36,7 @@ def server_config() -> str:
 def script_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTWATCH_", "BACKUP_"))}
     env.update(PATH=BIN + os.pathsep + env.get("PATH", ""), BACKUP_DEMO="1", BACKUP_DEMO_PAUSE="0", **extra)
+    env["HEARTWATCH_PING_WAIT"] = "10"  # what is recorded is tested here; its timing in test_run_promise.py
     return env
 
 

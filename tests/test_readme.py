@@ -51,6 +51,7 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTWATCH_", "BACKUP_"))}
         env["PATH"] = "/usr/bin:/bin"  # what the tour puts on PATH itself, it must say
         env["HEARTWATCH_URL"] = srv.url  # heartwatch run's default server, http://127.0.0.1:8000, moved
+        env["HEARTWATCH_PING_WAIT"] = "10"  # a busy test machine may need more than the default second
         r = subprocess.run(["bash", "-e", "-c", script], cwd=folder, env=env, capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
