@@ -1,10 +1,12 @@
-"""The job's side of the ping protocol (DESIGN.md section 3): ping URLs, sending with retries, and the
-logic behind `heartwatch run`, `heartwatch step` and `heartwatch ping`.
+"""The job's side of the ping protocol: ping URLs, sending with retries, and the logic behind
+`heartwatch run`, `heartwatch step` and `heartwatch ping`.
 
 Nothing here knows server internals; it only speaks HTTP to `/ping/...`. The one rule that shapes it:
-monitoring must never stop, noticeably delay, or change the result of the job it watches. So every
-send is bounded (short timeouts, a few retries), a failure is reported once as a warning on stderr, and
-`run` returns the command's own exit status whatever happened to the pings.
+monitoring must never stop, noticeably delay, or change the result of the job it watches. So `run`
+starts the job at once and sends its pings (start, the steps `heartwatch step` hands over a Unix socket,
+finish) in order from a thread of its own; after the job exits they get a fixed budget (TOTAL_BUDGET), a
+failure is reported once as a warning on stderr, and `run` returns the command's own exit status
+whatever happened to the pings.
 """
 
 from __future__ import annotations
