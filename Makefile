@@ -1,28 +1,39 @@
 # Two entry points on a fresh machine: `make serve` and `make test`.
-# Each bootstraps .venv on its own; the stamp file re-installs when pyproject.toml changes.
+# Each bootstraps .venv on its own. `serve` installs heartwatch and its runtime dependencies only;
+# `test` adds the test tools (pytest, playwright, mypy, ...). Each has its own stamp, re-made when
+# pyproject.toml changes, so neither reinstalls what the other already did.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
+# The full development install (runtime + test tools); the name other scripts already use.
+TEST_STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-serve: $(STAMP)
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The test extras include the runtime, so a test install also satisfies `serve`.
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
 	$(BIN)/heartwatch serve $(ARGS)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check heartwatch tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/pings.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -168,6 +168,13 @@ def _announce(hub: Hub, login: bool) -> None:
                    " HEARTWATCH_WEB_PASSWORD) to require a login, or bind to 127.0.0.1.")
         log.warning("%s", warning)
         click.echo(f"  {warning}")
+    if not s.alert_urls and not any(spec.alerts for spec in s.checks.values()):
+        # Otherwise a newcomer learns that alerts go nowhere on the night a backup fails.
+        nowhere = ("WARNING: no alert targets: [alerts] urls is empty and no check in the config has alerts, so"
+                   " failed, missed and late runs show on the status page but no alert is sent. Add Apprise URLs"
+                   " to [alerts] urls (or HEARTWATCH_ALERT_URLS) and try them with `heartwatch notify-test`.")
+        log.warning("%s", nowhere)
+        click.echo(f"  {nowhere}")
     sys.stdout.flush()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from support.ports import free_port
-from support.receivers import HttpReceiver
+from support.receivers import HttpReceiver, SmtpReceiver
 
 from heartwatch.cli.main import main
 from heartwatch.cli.notify_test import TITLE
@@ -85,3 +85,17 @@ def test_usage_errors_say_what_to_do(tmp_path: Path) -> None:
 
     code, _, err = run("--check", "backup")
     assert code == 2 and "--check needs --config" in err
+
+
+def test_the_underlying_error_apprise_logged_is_shown() -> None:
+    # A login to a server without AUTH: Apprise warns "Connection error" and logs the reason at debug level.
+    smtp = SmtpReceiver().start()
+    try:
+        url = smtp.url().replace("mailto://", "mailto://user:s3cretpw@")
+        code, out, _ = run(url)
+    finally:
+        smtp.stop()
+    assert code == 1
+    assert "FAILED: Connection error" in out
+    assert "SMTP AUTH extension not supported" in out
+    assert "s3cretpw" not in out

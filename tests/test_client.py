@@ -49,6 +49,9 @@ def client_env(server: Server | None = None, **extra: str) -> dict[str, str]:
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
     if server is not None:
         env.update(HEARTWATCH_URL=server.url, HEARTWATCH_PING_KEY=server.ping_key)
+    # These tests check what is recorded, not how fast (tests/test_run_promise.py does, with the default):
+    # on a busy test machine the server may need more than the default second after the job.
+    env["HEARTWATCH_PING_WAIT"] = "10"
     env.update(extra)
     return env
 
@@ -191,6 +194,81 @@ def test_run_without_a_command_is_a_usage_error() -> None:
     assert r.returncode == 2
 
 
+def test_run_options_after_check_and_the_command_untouched_after_dashes(server: Server, tmp_path: Path) -> None:
+    # The README's form: options after CHECK. The command's own -c stays the command's.
+    marker = tmp_path / "marker"
+    env = client_env()  # no HEARTWATCH_URL: the flags must be what sends the pings to this server
+    r = hw("run", "job", "--server", server.url, "--ping-key", server.ping_key, "--",
+           "sh", "-c", f'touch "{marker}"; exit 5', env=env)
+    assert r.returncode == 5, r.stderr
+    assert marker.exists()
+    assert r.stderr == ""
+    assert (last_run(server, "job")["state"], last_run(server, "job")["exit_code"]) == ("failed", 5)
+
+
+def test_run_config_option_after_check(server: Server, tmp_path: Path) -> None:
+    config = tmp_path / "client.toml"
+    config.write_text(f'[server]\nbase_url = "{server.url}"\nping_key = "{server.ping_key}"\n')
+    r = hw("run", "job", "-c", str(config), "--", "sh", "-c", "echo via-config", env=client_env())
+    assert (r.returncode, r.stdout, r.stderr) == (0, "via-config\n", "")
+    assert last_event(server, "job")["body"] == "via-config\n"
+
+
+def test_run_without_dashes_the_command_starts_after_check(server: Server) -> None:
+    r = hw("run", "--server", server.url, "job", "sh", "-c", "exit 6", env=client_env(server))
+    assert r.returncode == 6, r.stderr
+    assert last_run(server, "job")["exit_code"] == 6
+
+
+def test_run_with_a_mistyped_option_still_runs_the_job(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    r = hw("run", "job", "--srever", "http://x", "--", "touch", str(marker), env=client_env())
+    assert r.returncode == 0
+    assert marker.exists()
+    assert len(warnings(r.stderr)) == 1 and "--srever" in r.stderr
+
+
+def test_ping_options_after_check(server: Server) -> None:
+    r = hw("ping", "job", "--server", server.url, "--ping-key", server.ping_key, "--exit-code", "4",
+           env=client_env())
+    assert (r.returncode, r.stderr) == (0, "")
+    assert last_run(server, "job")["exit_code"] == 4
+
+
+def test_a_command_that_cannot_start_reports_its_exit_status(server: Server, tmp_path: Path) -> None:
+    r = hw("run", "job", "--", "no-such-command-hw", env=client_env(server))
+    assert r.returncode == 127
+    assert last_event(server, "job")["exit_code"] == 127
+    not_executable = tmp_path / "job.sh"
+    not_executable.write_text("#!/bin/sh\necho hi\n")
+    r = hw("run", "job", "--", str(not_executable), env=client_env(server))
+    assert r.returncode == 126
+    assert (last_run(server, "job")["exit_code"], last_event(server, "job")["exit_code"]) == (126, 126)
+
+
+def test_run_keeps_stdout_and_stderr_in_the_order_written(server: Server, tmp_path: Path) -> None:
+    # As under cron (both streams to the mail pipe) or systemd (both to the journal): one file.
+    script = "echo out1; echo err2 >&2; echo out3; echo err4 >&2; echo out5"
+    log = tmp_path / "log"
+    with log.open("wb") as f:
+        r = subprocess.run([sys.executable, "-m", "heartwatch", "run", "job", "--", "sh", "-c", script],
+                           env=client_env(server), stdout=f, stderr=subprocess.STDOUT, timeout=30)
+    assert r.returncode == 0
+    expected = "out1\nerr2\nout3\nerr4\nout5\n"
+    assert log.read_text() == expected
+    assert last_event(server, "job")["body"] == expected
+
+
+def test_run_keeps_the_streams_apart_when_the_caller_splits_them(server: Server) -> None:
+    # `heartwatch run ... > /dev/null`: cron then mails only what the job wrote to stderr.
+    script = "echo out1; echo err2 >&2; echo out3"
+    r = subprocess.run([sys.executable, "-m", "heartwatch", "run", "job", "--", "sh", "-c", script],
+                       env=client_env(server), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       timeout=30)
+    assert (r.returncode, r.stderr) == (0, "err2\n")
+    assert sorted(last_event(server, "job")["body"].splitlines()) == ["err2", "out1", "out3"]
+
+
 # --- heartwatch step ------------------------------------------------------------------------------------
 
 
@@ -328,3 +406,21 @@ def test_pinger_retries_only_what_may_succeed_later() -> None:
     assert not pinger.send().ok
     assert naps == [0.5, 1.0]  # the server proved unreachable: one attempt, no more waiting
     assert len(said) == 1
+
+
+def test_the_time_after_the_job_is_what_start_up_left_of_the_budget() -> None:
+    from heartwatch.cli.ping_client import finish_budget, seconds_since_process_start
+
+    assert finish_budget(0.2) == 1.0  # a quick start: the whole second
+    assert finish_budget(1.0) == pytest.approx(0.7)  # a slow start (a busy box): what is left of 1.7 s
+    assert finish_budget(5.0) == 0.5  # never less than half a second for the finish
+    assert 0 < seconds_since_process_start() < time.monotonic()
+
+
+def test_the_ping_wait_option(server: Server) -> None:
+    env = client_env(server)
+    r = hw("run", "job", "--ping-wait", "5", "--", "sh", "-c", "exit 0", env=env)
+    assert r.returncode == 0 and r.stderr == ""
+    assert last_run(server, "job")["state"] == "ok"
+    bad = hw("run", "job", "--ping-wait", "-1", "--", "true", env=env)
+    assert bad.returncode == 0 and "--ping-wait" in bad.stderr  # a usage mistake: warned, the job still ran

@@ -43,8 +43,7 @@ def test_one_check_per_schedulable_job_with_macros_expanded() -> None:
         "daily": ("30 6 * * mon-fri", "Europe/Berlin"),
         "report": ("0 0 * * 0", "Europe/Berlin"),
         "report-2": ("0 3 1 * *", "America/New_York"),  # a second job of the same script
-        "date": ("0 4 * * *", "America/New_York"),
-    }
+    }  # not `date +%F`: its line is left unwrapped (the %), so a check for it would miss every day
 
 
 def test_rewritten_crontab_keeps_everything_else_as_it_was() -> None:
@@ -132,3 +131,98 @@ def test_command_missing_file_is_a_usage_error(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "No such file or directory" in r.stderr  # click's usage error, like every other command
+
+
+# --- the rewritten crontab, run as cron would run it ----------------------------------------------------
+
+
+def test_rewritten_lines_run_under_cron_s_environment_and_report(tmp_path: Path) -> None:
+    """Each rewritten line runs with `sh -c` under `env -i PATH=/usr/bin:/bin` (cron's environment) plus
+    the crontab's own variables, against a real server loaded with the proposed checks: every job runs
+    (with the variables set in front of it) and every run is recorded."""
+    from support.server import PING_KEY, running_server
+
+    job = tmp_path / "job.sh"
+    job.write_text(f'#!/bin/sh\necho "FOO=$FOO BAR=$BAR args=$*" >> "{tmp_path}/job.out"\n')
+    job.chmod(0o755)
+    crontab = tmp_path / "crontab"
+    crontab.write_text(
+        "MAILTO=\"\"\n"
+        "# nightly db dump\n"
+        f"15 1 * * * FOO=bar BAR=2 {job} --full\n"
+        "\n"
+        f"*/5 * * * * cd {tmp_path} && FOO=compound ./job.sh\n"
+        "# heartwatch: named-job\n"
+        f"@daily PGPASSWORD=s3cret sh -c 'echo $PGPASSWORD > {tmp_path}/pw.out'\n"
+        f"0 4 * * * date +%F > {tmp_path}/today\n")
+    server_port_holder = tmp_path / "srv"
+    server_port_holder.mkdir()
+    out = subprocess.run([sys.executable, "-m", "heartwatch", "import-crontab", str(crontab),
+                          "--server", "http://127.0.0.1:1", "--ping-key", PING_KEY],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    toml_part, crontab_part = out.stdout.split("# ---- rewritten crontab", 1)
+    checks = tomllib.loads(toml_part)["checks"]
+    assert set(checks) == {"nightly-db-dump", "job", "named-job"}  # none for the unwrapped `date +%F` line
+    assert checks["nightly-db-dump"]["name"] == "nightly db dump"
+    assert "wrap it by hand" in crontab_part
+
+    with running_server(server_port_holder, toml_part) as srv:
+        variables = {"PATH": "/usr/bin:/bin"}
+        commands = []
+        for line in crontab_part.splitlines()[1:]:
+            if not line or line.startswith("#"):
+                continue
+            if "=" in line.split()[0] and not line.startswith(("*", "@")) and not line[0].isdigit():
+                name, _, value = line.partition("=")
+                variables[name] = value.strip('"')
+                continue
+            fields = line.split(None, 1 if line.startswith("@") else 5)
+            commands.append(fields[-1])
+        variables["HEARTWATCH_URL"] = srv.url  # the line import-crontab wrote names the server asked for
+        variables["HEARTWATCH_PING_WAIT"] = "10"  # a busy test machine may need more than the default second
+        assert len(commands) == 4
+        env_args = ["env", "-i", *[f"{k}={v}" for k, v in variables.items()]]
+        for command in commands:
+            if "%" in command:
+                continue  # cron itself would cut this line at the %; it was left as it was
+            assert "/heartwatch run " in command and command.split()[0] != "heartwatch", command
+            r = subprocess.run([*env_args, "sh", "-c", command], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, (command, r.stdout, r.stderr)
+            assert r.stderr == "", (command, r.stderr)
+        assert (tmp_path / "job.out").read_text() == "FOO=bar BAR=2 args=--full\nFOO=compound BAR= args=\n"
+        assert (tmp_path / "pw.out").read_text() == "s3cret\n"
+        for slug in ("nightly-db-dump", "job", "named-job"):
+            runs = srv.api(f"/api/v1/checks/{slug}/runs?limit=5")["runs"]
+            assert [r["state"] for r in runs] == ["ok"], slug
+
+
+def test_variables_in_front_of_a_command_stay_in_front_of_heartwatch_run() -> None:
+    assert wrap_command("pg", "PGPASSWORD=x PGHOST=db pg_dump app", "/usr/local/bin/heartwatch") == \
+        "PGPASSWORD=x PGHOST=db /usr/local/bin/heartwatch run pg -- pg_dump app"
+    assert wrap_command("j", "FOO=bar /usr/local/bin/job.sh >/dev/null 2>&1") == \
+        "FOO=bar heartwatch run j -- /usr/local/bin/job.sh >/dev/null 2>&1"
+    assert wrap_command("j", "FOO=1") is None  # nothing to run
+
+
+def test_slug_and_name_from_the_comment_above() -> None:
+    result = parse_and_rewrite(
+        "# heartwatch: db\n0 1 * * * /bin/a\n"
+        "# Rotate the logs\n0 2 * * * /bin/b\n"
+        "# Copy every photo of the family to the NAS in the basement\n0 3 * * * /bin/c\n"
+        "# 0 4 * * * /bin/old-job\n0 5 * * * /bin/d\n"
+        "# m h dom mon dow command\n0 6 * * * /bin/e\n"
+        "# rotate the logs\n\n0 7 * * * /bin/f\n")
+    got = [(p.slug, p.name) for p in result.proposals]
+    assert got == [("db", None), ("rotate-the-logs", "Rotate the logs"),
+                   ("c", "Copy every photo of the family to the NAS in the basement"),
+                   ("d", None), ("e", None), ("f", None)]
+
+
+def test_import_crontab_writes_the_absolute_path_of_this_heartwatch(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "heartwatch", "import-crontab", "-"], input="@hourly /bin/x\n",
+                       capture_output=True, text=True, timeout=30)
+    line = next(x for x in r.stdout.splitlines() if x.startswith("@hourly"))
+    program = line.split("\t", 1)[1].split()[0]
+    assert Path(program).is_absolute() and Path(program).is_file(), line
+    assert program == str(Path(sys.executable).parent / "heartwatch")

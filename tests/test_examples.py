@@ -27,7 +27,7 @@ def backup_check_toml() -> str:
     return "[" + "\n".join(line for line in block.splitlines() if not line.startswith("min_runtime"))
 
 
-# Only the check: the example's [alerts] would try to reach ntfy.sh, and tests stay offline. One server for the
+# Only the check: the example's [alerts] URLs are placeholders, and tests stay offline. One server for the
 # module: each test reads the newest run, which is the one it just made.
 server = shared_server(backup_check_toml())
 
@@ -35,6 +35,7 @@ server = shared_server(backup_check_toml())
 def script_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTWATCH_", "BACKUP_"))}
     env.update(PATH=BIN + os.pathsep + env.get("PATH", ""), BACKUP_DEMO="1", BACKUP_DEMO_PAUSE="0", **extra)
+    env["HEARTWATCH_PING_WAIT"] = "10"  # what is recorded is tested here; its timing in test_run_promise.py
     return env
 
 

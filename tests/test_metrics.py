@@ -132,9 +132,9 @@ async def test_metrics_follow_pings_and_runs(app: tuple[httpx.AsyncClient, list[
     assert get(samples, "heartwatch_last_run_state", slug="sync", state="ok") == 0
     assert get(samples, "heartwatch_seconds_since_last_ok", slug="backup") == 3600 - 90
     assert get(samples, "heartwatch_seconds_since_last_ok", slug="sync") is None  # never ok: no sample
-    assert get(samples, "heartwatch_runs_total", slug="backup", state="ok") == 1
-    assert get(samples, "heartwatch_runs_total", slug="sync", state="failed") == 1
-    assert get(samples, "heartwatch_runs_total", slug="sync", state="ok") == 0
+    assert get(samples, "heartwatch_runs", slug="backup", state="ok") == 1
+    assert get(samples, "heartwatch_runs", slug="sync", state="failed") == 1
+    assert get(samples, "heartwatch_runs", slug="sync", state="ok") == 0
     # Exactly one status is 1 per check.
     for slug in ("backup", "sync"):
         assert sum(v for (n, labels), v in samples.items()
@@ -185,4 +185,20 @@ def test_the_real_server_serves_metrics(server: Server) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples, _ = parse(r.text)
     assert get(samples, "heartwatch_pings_total", outcome="created") == 1
-    assert get(samples, "heartwatch_runs_total", slug="job", state="ok") == 1
+    assert get(samples, "heartwatch_runs", slug="job", state="ok") == 1
+
+
+async def test_runs_by_state_is_a_gauge_since_it_goes_down(
+        app: tuple[httpx.AsyncClient, list[datetime], Store]) -> None:
+    client, now, _ = app
+    assert (await client.get("/ping/key/job/start?create=1")).status_code == 201
+    samples, types = parse((await client.get("/metrics")).text)
+    assert get(samples, "heartwatch_runs", slug="job", state="running") == 1
+    now[0] = T0 + timedelta(minutes=1)
+    assert (await client.get("/ping/key/job")).status_code == 200
+    samples, types = parse((await client.get("/metrics")).text)
+    assert get(samples, "heartwatch_runs", slug="job", state="running") == 0  # went down
+    assert get(samples, "heartwatch_runs", slug="job", state="ok") == 1
+    assert types["heartwatch_runs"] == "gauge"
+    # Every counter is named *_total, and nothing named *_total is a gauge.
+    assert all((kind == "counter") == name.endswith("_total") for name, kind in types.items()), types

@@ -375,9 +375,17 @@ def test_zero_config_start_creates_the_database(tmp_path: Path) -> None:
                          what="the announced ping URL form")
         r = HTTP.get(f"{url}/ping/{match.group(1)}/first-job?create=1")
         assert (r.status_code, r.text) == (201, "Created")
+        assert "WARNING: no alert targets" in log_path.read_text()  # alerts would go nowhere: it says so
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C is a clean stop too
         code = proc.wait(timeout=15)
     assert code == 0
     assert "database closed" in log_path.read_text()
     assert not (tmp_path / "heartwatch.db").exists()
+
+
+def test_no_warning_about_alert_targets_when_a_check_has_one(tmp_path: Path) -> None:
+    config = SYNC + 'alerts = ["json://127.0.0.1:9/hook"]\n'
+    with running_server(tmp_path, config) as srv:
+        wait_for(lambda: "listening on" in srv.log(), what="the start-up announcement")
+        assert "no alert targets" not in srv.log()

@@ -26,6 +26,11 @@ _MACRO_RE = re.compile(r"^\s*(@\S+)\s+(.*?)\s*$")
 _REDIRECTS_RE = re.compile(r"(?:\s+(?:\d?>>?|&>>?)\s*(?:&\d|[^\s;&|<>()'\"`$]+))+$")
 #: Characters that make a command more than one simple command; such a command is wrapped in `sh -c`.
 _SHELL_META = set(";&|<>()$`\\\"'*?[]{}~#\n")
+_ASSIGNMENTS_RE = re.compile(r"^((?:[A-Za-z_][A-Za-z0-9_]*=\S*(?:\s+|$))+)")
+#: A comment right above a job that names its check: `# heartwatch: nightly-backup`.
+_SLUG_COMMENT_RE = re.compile(r"^#\s*heartwatch\s*:\s*([a-z0-9_-]{1,64})\s*$")
+#: A comment describing the job gives its slug when it is short; longer ones only name the check.
+_SLUG_COMMENT_MAX_WORDS = 5
 _SKIP_PROGRAMS = {"cd", "export", "source", ".", "set", "umask", "sleep", "test", "[", "true", ":"}
 #: Programs that run another program; the slug comes from what they run.
 #: Value: (positional arguments before the program, options that take a value).
@@ -64,6 +69,7 @@ class Proposal:
     slug: str
     job: CronJob
     rewritten: str
+    name: str | None = None  # from a comment right above the job line
 
 
 @dataclass
@@ -144,17 +150,32 @@ def _has_unescaped_percent(text: str) -> bool:
     return re.search(r"(?<!\\)%", text) is not None
 
 
+def _split_assignments(core: str) -> tuple[str, str]:
+    """`FOO=bar BAZ=1 cmd args` -> ("FOO=bar BAZ=1 ", "cmd args"): the variables the shell sets for the command."""
+    m = _ASSIGNMENTS_RE.match(core)
+    return (m.group(1), core[m.end(1):]) if m else ("", core)
+
+
 def wrap_command(slug: str, command: str, heartwatch_bin: str = "heartwatch") -> str | None:
-    """`command` rewritten to run under `heartwatch run`, or None when that cannot be done safely."""
+    """`command` rewritten to run under `heartwatch run`, or None when that cannot be done safely.
+
+    Variables set in front of the command (`PGPASSWORD=x pg_dump`) go in front of `heartwatch run`, which
+    passes its environment on to the job: the job sees them as before, and `heartwatch run` is what the
+    shell runs.
+    """
     core, redirects = _split_redirects(command)
     core = core.strip()
-    if not (set(core) & _SHELL_META) and not _has_unescaped_percent(core):
-        return f"{heartwatch_bin} run {slug} -- {core}{redirects}"
     if _has_unescaped_percent(core):
         # cron turns an unescaped % into a newline before any shell quoting applies; `sh -c '...'` would
         # be cut in two, so such a line is left for the user to wrap by hand.
         return None
-    return f"{heartwatch_bin} run {slug} -- sh -c {shlex.quote(core)}{redirects}"
+    run = f"{heartwatch_bin} run {slug} --"
+    if not (set(core) & _SHELL_META):
+        assignments, program = _split_assignments(core)
+        if not program:
+            return None  # only variables: nothing to run
+        return f"{assignments}{run} {program}{redirects}"
+    return f"{run} sh -c {shlex.quote(core)}{redirects}"
 
 
 def _is_monitored(command: str) -> bool:
@@ -180,8 +201,10 @@ def parse_and_rewrite(text: str, *, system: bool = False, heartwatch_bin: str = 
     result = ImportResult()
     timezone: str | None = None
     used: set[str] = set()
+    comment: str | None = None  # the comment line right above the current line, if any
     for line_no, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
+        above, comment = comment, (line if line.startswith("#") else None)
         if not line or line.startswith("#"):
             result.crontab.append(raw)
             continue
@@ -206,18 +229,41 @@ def parse_and_rewrite(text: str, *, system: bool = False, heartwatch_bin: str = 
             result.notes.append(f"line {line_no}: already reports to heartwatch; left as is")
             result.crontab.append(raw)
             continue
-        slug = _unique(slug_for(job.command), used)
+        from_comment, name = _slug_from_comment(above, system)
+        slug = _unique(from_comment or slug_for(job.command), used)
         wrapped = wrap_command(slug, job.command, heartwatch_bin)
         if wrapped is None:
-            result.notes.append(f"line {line_no}: the command contains an unescaped %, which cron treats as a "
-                                f"newline; wrap it by hand as `{heartwatch_bin} run {slug} -- ...`")
-            wrapped = job.command
+            # Left as it was, so no check is proposed for it either: one would miss every run.
+            used.discard(slug)
+            why = ("the command contains an unescaped %, which cron treats as a newline"
+                   if _has_unescaped_percent(job.command) else "there is no command to run")
+            result.notes.append(f"line {line_no}: {why}; left as is and no check proposed; wrap it by hand as "
+                                f"`{heartwatch_bin} run {slug} -- ...` and add a [checks.{slug}]")
+            result.crontab.append(raw)
+            continue
         when = job.macro or job.schedule
         prefix = f"{when}\t{job.user}\t" if job.user else f"{when}\t"
         rewritten = prefix + wrapped
-        result.proposals.append(Proposal(slug, job, rewritten))
+        result.proposals.append(Proposal(slug, job, rewritten, name))
         result.crontab.append(rewritten)
     return result
+
+
+def _slug_from_comment(comment: str | None, system: bool) -> tuple[str | None, str | None]:
+    """(slug, name) from the comment right above a job: `# heartwatch: SLUG` names the slug; a short
+    description (up to five words) gives both, a longer one only the check's name. A commented-out job or
+    variable line, or the `m h dom mon dow command` header, says nothing."""
+    if comment is None:
+        return None, None
+    explicit = _SLUG_COMMENT_RE.match(comment)
+    if explicit:
+        return explicit.group(1), None
+    text = comment.lstrip("#").strip()
+    if not text or _ENV_RE.match(text) or not isinstance(_parse_job(0, text, None, system), str) \
+            or text.split()[:5] == ["m", "h", "dom", "mon", "dow"]:
+        return None, None
+    slug = _slugify(text) if len(text.split()) <= _SLUG_COMMENT_MAX_WORDS else None
+    return (slug if slug != "job" else None), text[:100]
 
 
 def _parse_job(line_no: int, line: str, timezone: str | None, system: bool) -> CronJob | str:
@@ -271,8 +317,10 @@ def checks_toml(proposals: list[Proposal]) -> str:
         lines = [
             f"# crontab line {p.job.line_no}: {' '.join(p.job.command.split())[:100]}",
             f"[checks.{p.slug}]",
-            f"schedule = {toml_string(p.job.schedule)}",
         ]
+        if p.name:
+            lines.append(f"name = {toml_string(p.name)}")
+        lines.append(f"schedule = {toml_string(p.job.schedule)}")
         if p.job.timezone:
             lines.append(f"timezone = {toml_string(p.job.timezone)}")
         blocks.append("\n".join(lines))

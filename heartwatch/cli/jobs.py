@@ -8,6 +8,7 @@ the server or the check is one warning on stderr, and the job's own exit status 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -19,9 +20,11 @@ from heartwatch.cli.ping_client import (
     Pinger,
     check_rid,
     check_url,
+    finish_budget,
     ping_suffix,
     resolve_server,
     run_command,
+    seconds_since_process_start,
     send_step,
     warn_stderr,
 )
@@ -43,43 +46,115 @@ def _server_options(f: click.decorators.FC) -> click.decorators.FC:
     return f
 
 
+def this_heartwatch() -> str:
+    """The command that starts this very heartwatch, as an absolute path cron can run with its short PATH.
+
+    The console script we were started as (a /usr/local/bin symlink stays a symlink, so an upgrade of the
+    venv behind it keeps working); else the one beside our Python (`python -m heartwatch` in a venv);
+    else that Python with `-m heartwatch`.
+    """
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) == "heartwatch" and os.path.isfile(argv0):
+        return shlex.quote(os.path.abspath(argv0))
+    beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "heartwatch")
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        return shlex.quote(beside)
+    return f"{shlex.quote(os.path.abspath(sys.executable))} -m heartwatch"
+
+
 def _fail(message: str) -> None:
     click.echo(message, err=True)
     sys.exit(EXIT_USAGE)
 
 
-@click.command(
-    "run",
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-)
+class _CommandAfterDashes(click.Command):
+    """`run`'s parsing: options before or after CHECK, up to `--`; every word after `--` is the command,
+    untouched (`-c` there is the command's own option). Without `--`, the command starts at the first word
+    after CHECK that is not one of our options.
+
+    A mistake in our own options must not cost the job its run: when there is a command to run, a usage
+    error becomes one warning (see `run_cmd`) and the command runs unmonitored.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+        else:
+            cut = self._command_start(args)
+            args = [*args[:cut], "--", *args[cut:]]
+        command = args[cut + 1:]
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            if not command or ctx.resilient_parsing:
+                raise
+            ctx.meta[USAGE_ERROR] = e.format_message()
+            ctx.params = {"server": None, "ping_key": None, "config": None, "ping_wait": None, "check": "",
+                          "command": tuple(command)}
+            return []
+
+    def _command_start(self, args: list[str]) -> int:
+        takes_value = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag
+                       for name in p.opts}
+        positional, i = 0, 0
+        while i < len(args):
+            word = args[i]
+            if word.startswith("-") and len(word) > 1 and positional < 1:
+                i += 2 if word in takes_value else 1
+                continue
+            positional += 1
+            if positional == 2:
+                return i
+            i += 1
+        return len(args)
+
+
+USAGE_ERROR = "heartwatch.usage_error"
+
+
+@click.command("run", cls=_CommandAfterDashes)
 @_server_options
+@click.option("--ping-wait", type=click.FloatRange(min=0), envvar="HEARTWATCH_PING_WAIT", show_envvar=True,
+              metavar="SECONDS",
+              help="Time the pings may take after the job exited  [default: what start-up left of 1.7 s, "
+                   "0.5-1 s]. More where a complete record matters more than a prompt exit.")
 @click.argument("check")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run_cmd(server: str | None, ping_key: str | None, config: Path | None, check: str,
-            command: tuple[str, ...]) -> None:
+@click.pass_context
+def run_cmd(ctx: click.Context, server: str | None, ping_key: str | None, config: Path | None,
+            ping_wait: float | None, check: str, command: tuple[str, ...]) -> None:
     """Run COMMAND as one monitored run of CHECK (a slug or a uuid).
 
     Sends start, passes the output through while keeping its tail, sends the exit status with the tail,
-    and exits with the command's status. The command gets HEARTWATCH_PING_URL and HEARTWATCH_RUN_ID, so a
-    script can report its steps with `heartwatch step NAME`.
+    and exits with the command's status. Options go before or after CHECK; everything after `--` is the
+    command. The command gets HEARTWATCH_PING_URL and HEARTWATCH_RUN_ID, and can report its steps with
+    `heartwatch step NAME`. Whatever the server does, this adds at most about 2 s to the job.
 
     \b
-    Example:  heartwatch run nightly-backup -- /usr/local/bin/backup.sh --full
+    Example:  heartwatch run nightly-backup --server http://box.lan:8000 -- /usr/local/bin/backup.sh --full
     """
-    argv = list(command[1:] if command[:1] == ("--",) else command)
+    argv = list(command)
     if not argv:
         _fail("heartwatch run: give the command to run after --, e.g. `heartwatch run CHECK -- backup.sh`")
     pinger: Pinger | None = None
+    usage_error = ctx.meta.get(USAGE_ERROR)
     try:
+        if usage_error:
+            raise ClientError(usage_error)
         url, key = resolve_server(server, ping_key, config)
         pinger = Pinger(check_url(url, check, key), prefix="heartwatch run")
     except ClientError as e:
         # A monitoring mistake must not cost the job its run: say so once, then run it unmonitored.
         warn_stderr(f"heartwatch run: warning: {e}; running the command unmonitored")
     sys.stdout.flush()
+    wait = finish_budget(seconds_since_process_start()) if ping_wait is None else ping_wait
     outcome = run_command(argv, pinger, stdout_fd=sys.stdout.fileno(), stderr_fd=sys.stderr.fileno(),
-                          environ=os.environ)
-    sys.exit(outcome.exit_status)
+                          environ=os.environ, finish_budget=wait)
+    # A ping still hanging on the sender thread is abandoned here: exit without the interpreter's shutdown,
+    # which could otherwise find that thread writing a warning to stderr, or wait on it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(outcome.exit_status)
 
 
 @click.command("step")
@@ -138,10 +213,11 @@ def ping_cmd(server: str | None, ping_key: str | None, config: Path | None, chec
               help="Lines have a user column after the schedule (/etc/crontab, /etc/cron.d/*).")
 @click.option("--server", envvar="HEARTWATCH_URL", help="Server URL to set in the rewritten crontab.")
 @click.option("--ping-key", envvar="HEARTWATCH_PING_KEY", help="Ping key to set in the rewritten crontab.")
-@click.option("--heartwatch-bin", default="heartwatch", show_default=True,
-              help="How cron finds heartwatch (cron's PATH is short: an absolute path is safest).")
+@click.option("--heartwatch-bin", metavar="PATH",
+              help="How cron starts heartwatch  [default: the absolute path of this heartwatch; cron's PATH "
+                   "is only /usr/bin:/bin]")
 def import_crontab_cmd(file: TextIO, system: bool, server: str | None, ping_key: str | None,
-                       heartwatch_bin: str) -> None:
+                       heartwatch_bin: str | None) -> None:
     """Propose checks for a crontab's jobs and rewrite it to use `heartwatch run`.
 
     FILE is a crontab, or - for stdin: `crontab -l | heartwatch import-crontab`.
@@ -155,5 +231,5 @@ def import_crontab_cmd(file: TextIO, system: bool, server: str | None, ping_key:
         text = file.read()
     except UnicodeDecodeError:
         _fail(f"heartwatch import-crontab: {file.name} is not a text file")
-    result = parse_and_rewrite(text, system=system, heartwatch_bin=heartwatch_bin)
+    result = parse_and_rewrite(text, system=system, heartwatch_bin=heartwatch_bin or this_heartwatch())
     click.echo(render(result, server=server, ping_key=ping_key), nl=False)

@@ -36,7 +36,7 @@ def send_test(urls: Sequence[str], check: str | None, timeout: float) -> list[no
     about = f" for check {check}" if check else ""
     body = (f"A test alert from heartwatch on {socket.gethostname()}{about}. "
             "If you can read this, alerts to this target work.")
-    return notify.deliver(urls, TITLE, body, kind="info", timeout=timeout)
+    return notify.deliver(urls, TITLE, body, kind="info", timeout=timeout, causes=True)
 
 
 @click.command("notify-test")

@@ -1,33 +1,41 @@
-"""The job's side of the ping protocol (DESIGN.md section 3): ping URLs, sending with retries, and the
-logic behind `heartwatch run`, `heartwatch step` and `heartwatch ping`.
+"""The job's side of the ping protocol: ping URLs, sending with retries, and the logic behind
+`heartwatch run`, `heartwatch step` and `heartwatch ping`.
 
 Nothing here knows server internals; it only speaks HTTP to `/ping/...`. The one rule that shapes it:
-monitoring must never stop, noticeably delay, or change the result of the job it watches. So every
-send is bounded (short timeouts, a few retries), a failure is reported once as a warning on stderr, and
-`run` returns the command's own exit status whatever happened to the pings.
+monitoring must never stop, noticeably delay, or change the result of the job it watches. So `run`
+starts the job at once and sends its pings (start, the steps `heartwatch step` hands over a Unix socket,
+finish) in order from a thread of its own; after the job exits they get a fixed budget (TOTAL_BUDGET), a
+failure is reported once as a warning on stderr, and `run` returns the command's own exit status
+whatever happened to the pings.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
+import selectors
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
-
 from heartwatch import __version__
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 #: Used until the server tells us its own limit in the `Ping-Body-Limit` header.
@@ -39,8 +47,18 @@ EXIT_NOT_FOUND = 127
 EXIT_CANNOT_EXECUTE = 126
 #: How long output may keep coming after the command exited (see `run_command`).
 DRAIN_SECONDS = 1.0
-#: Set for the child when the start ping found the server unreachable (see `send_step`).
-UNREACHABLE_ENV = "HEARTWATCH_SERVER_UNREACHABLE"
+#: What `heartwatch run` may add to a job's wall time in all: starting up, then, after the job exited, the
+#: rest of its output and the pings still to send (start and steps not yet answered, then the finish).
+#: The part after the exit gets what start-up left of TOTAL_BUDGET, between these two bounds; the rest of
+#: the promised 2 s is for the interpreter's exit and a busy machine.
+TOTAL_BUDGET = 1.7
+FINISH_BUDGET = 1.0
+MIN_FINISH_BUDGET = 0.5
+#: The socket `heartwatch step` hands its step to (see `StepListener`), and how long that may take.
+STEP_SOCKET_ENV = "HEARTWATCH_STEP_SOCKET"
+STEP_HANDOFF_SECONDS = 1.0
+#: A step sent directly (no `heartwatch run` socket to reach) gets one attempt of at most this long.
+STEP_DIRECT_SECONDS = 1.0
 #: Signals passed on to the child so `systemctl stop`, `timeout` or Ctrl-C reach the real job.
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -118,7 +136,8 @@ class Pinger:
 
     Connection errors, timeouts, 429 and 5xx are retried with doubling backoff; other answers are final
     (a 404 will not turn into a 200 by asking again). Once the server proved unreachable, later pings
-    get a single attempt, so a dead server costs the job one round of retries, not one per ping.
+    get a single attempt, so a dead server costs one round of retries, not one per ping. With a
+    `deadline` (a `time.monotonic()` value) no attempt starts, and no wait or timeout reaches, past it.
     """
 
     url: str
@@ -126,21 +145,34 @@ class Pinger:
     prefix: str = "heartwatch"
     attempts: int = 3
     backoff: float = 0.5
-    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(5.0, connect=3.0))
-    sleep: Callable[[float], None] = time.sleep
+    timeout: float = 5.0
+    connect_timeout: float = 3.0
+    sleep: Callable[[float], object] = time.sleep
+    deadline: float | None = None
+    stop_retrying: Callable[[], bool] = lambda: False  # checked before each retry
     warned: bool = False
     unreachable: bool = False
-    quiet_when_unreachable: bool = False  # someone else (the parent `heartwatch run`) reports that
 
     def send(self, suffix: str = "", params: Mapping[str, str] | None = None, body: bytes = b"") -> PingResult:
-        result = PingResult(ok=False)
+        import httpx  # a quarter of the start-up time of `heartwatch run`: loaded when the first ping goes out
+
+        result = PingResult(ok=False, error="no time left to send it")
         attempts = 1 if self.unreachable else max(1, self.attempts)
         headers = {"User-Agent": f"heartwatch/{__version__}"}
         for attempt in range(attempts):
             if attempt:
-                self.sleep(self.backoff * 2 ** (attempt - 1))
+                nap = self.backoff * 2 ** (attempt - 1)
+                if self._left() <= nap or self.stop_retrying():
+                    break
+                self.sleep(nap)
+                if self.stop_retrying():
+                    break
+            left = self._left()
+            if left <= 0:
+                break
+            timeout = httpx.Timeout(min(self.timeout, left), connect=min(self.connect_timeout, left))
             try:
-                with httpx.Client(timeout=self.timeout) as http:  # honours *_PROXY and SSL_CERT_FILE, as curl does
+                with httpx.Client(timeout=timeout) as http:  # honours *_PROXY and SSL_CERT_FILE, as curl does
                     response = http.post(self.url + suffix, params=dict(params or {}), content=body,
                                          headers=headers)
             except httpx.HTTPError as e:
@@ -160,8 +192,11 @@ class Pinger:
             self._warn_once(result)
         return result
 
+    def _left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
     def _warn_once(self, result: PingResult) -> None:
-        if self.warned or (result.status is None and self.quiet_when_unreachable):
+        if self.warned:
             return
         self.warned = True
         if result.status is None:
@@ -171,7 +206,9 @@ class Pinger:
             self.warn(f"{self.prefix}: warning: {describe(self.url)} answered {result.error}")
 
 
-def _transport_reason(e: httpx.HTTPError) -> str:
+def _transport_reason(e: Exception) -> str:
+    import httpx
+
     if isinstance(e, httpx.TimeoutException):
         return "timed out"
     reason = str(e) or type(e).__name__
@@ -198,7 +235,7 @@ class OutputTail:
     def __init__(self, limit: int = DEFAULT_BODY_LIMIT) -> None:
         self._limit = max(0, limit)
         self._buf = bytearray()
-        self._lock = threading.Lock()  # fed from two pump threads
+        self._lock = threading.Lock()  # fed by the pump thread, resized by the sender, read at the end
 
     @property
     def limit(self) -> int:
@@ -228,24 +265,142 @@ class OutputTail:
             del self._buf[:excess]
 
 
-def _pump(source: BinaryIO, sink_fd: int, tail: OutputTail) -> None:
-    """Copy a pipe to our own stream as it arrives, keeping the tail; never stop draining the child.
+def same_file(fd_a: int, fd_b: int) -> bool:
+    """Whether two of our file descriptors lead to the same file, pipe, socket or terminal."""
+    try:
+        a, b = os.fstat(fd_a), os.fstat(fd_b)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
-    Writes go straight to the file descriptor: no Python buffer (whose lock a still-running pump could
-    hold while the interpreter exits) and no delay between the job's output and ours.
+
+def _pump(sources: Mapping[int, int], tail: OutputTail) -> None:
+    """Copy each pipe (read fd -> our fd) as data arrives, keeping the tail; never stop draining the child.
+
+    One thread reads every pipe, so what it reads goes into the tail in the order it was read. Writes go
+    straight to the file descriptor: no Python buffer (whose lock a still-running pump could hold while
+    the interpreter exits) and no delay between the job's output and ours.
     """
-    fd = source.fileno()
-    sink_ok = True
-    while chunk := os.read(fd, 65536):
-        tail.feed(chunk)
-        view = memoryview(chunk)
-        while sink_ok and view:
+    broken: set[int] = set()
+    with selectors.DefaultSelector() as sel:
+        for fd, sink in sources.items():
+            sel.register(fd, selectors.EVENT_READ, sink)
+        while sel.get_map():
+            for key, _ in sel.select():
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    os.close(key.fd)
+                    continue
+                tail.feed(chunk)
+                view = memoryview(chunk)
+                while key.data not in broken and view:
+                    try:
+                        view = view[os.write(key.data, view):]
+                    except OSError:
+                        # Our stream was closed (e.g. `| head`): keep draining so the child never blocks.
+                        broken.add(key.data)
+
+
+class StepListener:
+    """A Unix socket the job's `heartwatch step` hands its step names to, so a step costs the job
+    milliseconds whatever the server does: the run's own sender sends them, in order, in the background.
+
+    It lives in a fresh 0700 folder, so only our user (the job's) can reach it.
+    """
+
+    def __init__(self, on_step: Callable[[str], None]) -> None:
+        self._on_step = on_step
+        self._folder = tempfile.mkdtemp(prefix="heartwatch-run-")
+        self.path = os.path.join(self._folder, "steps")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(self.path)
+        self._sock.listen(16)
+        self._thread = threading.Thread(target=self._serve, name="heartwatch-steps", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
             try:
-                view = view[os.write(sink_fd, view):]
-            except OSError:
-                # Our stdout was closed (e.g. `| head`): keep draining so the child never blocks on a full pipe.
-                sink_ok = False
-    source.close()
+                conn, _ = self._sock.accept()
+            except OSError:  # closed: the run is over
+                return
+            with conn:
+                try:
+                    conn.settimeout(STEP_HANDOFF_SECONDS)
+                    data = b""
+                    while len(data) < 1024 and (chunk := conn.recv(1024)):
+                        data += chunk
+                    self._on_step(data.decode(errors="replace"))
+                    conn.sendall(b"ok\n")
+                except OSError:
+                    continue
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() above
+        self._sock.close()
+        self._thread.join(1.0)
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def hand_step_to_run(path: str, name: str) -> bool:
+    """Give a step name to the `heartwatch run` listening at `path`; False when it cannot be reached."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(STEP_HANDOFF_SECONDS)
+            s.connect(path)
+            s.sendall(name.encode())
+            s.shutdown(socket.SHUT_WR)
+            return s.recv(16) == b"ok\n"
+    except OSError:
+        return False
+
+
+class PingQueue:
+    """One run's pings, sent in the order they were queued by a thread of its own, so the job never waits.
+
+    `finish` gives what is still queued until a deadline; the main thread stops waiting then, whatever the
+    server does (a request still hanging is abandoned with the daemon thread).
+    """
+
+    def __init__(self, pinger: Pinger, tail: OutputTail) -> None:
+        self.pinger = pinger
+        self._tail = tail
+        self._items: queue.SimpleQueue[tuple[str, dict[str, str], Callable[[], bytes], bool] | None] = \
+            queue.SimpleQueue()
+        self.dropped = 0
+        # Set when the job has ended: a ping still waiting to retry then goes on to the next, so the time
+        # left goes to the finish, the ping that matters most.
+        self._ending = threading.Event()
+        pinger.sleep = self._ending.wait
+        self._thread = threading.Thread(target=self._work, name="heartwatch-pings", daemon=True)
+        self._thread.start()
+
+    def put(self, suffix: str, params: dict[str, str], body: Callable[[], bytes] = lambda: b"",
+            last: bool = False) -> None:
+        self._items.put((suffix, params, body, last))
+
+    def finish(self, deadline: float) -> bool:
+        """Stop taking pings and wait, until `deadline` at the latest, for the queued ones; True if all went."""
+        self.pinger.deadline = deadline
+        self._ending.set()
+        self._items.put(None)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return not self._thread.is_alive() and not self.dropped
+
+    def _work(self) -> None:
+        while (item := self._items.get()) is not None:
+            suffix, params, body, last = item
+            if self.pinger.deadline is not None and time.monotonic() >= self.pinger.deadline:
+                self.dropped += 1
+                continue
+            # The finish may retry in the time left; earlier pings stop retrying once the job has ended.
+            self.pinger.stop_retrying = (lambda: False) if last else self._ending.is_set
+            self.pinger.sleep = time.sleep if last else self._ending.wait
+            result = self.pinger.send(suffix, params, body())
+            if result.body_limit is not None:
+                self._tail.set_limit(result.body_limit)
 
 
 # --- heartwatch run -------------------------------------------------------------------------------------
@@ -255,8 +410,23 @@ def _pump(source: BinaryIO, sink_fd: int, tail: OutputTail) -> None:
 class RunOutcome:
     exit_status: int
     rid: str
-    start: PingResult | None = None
-    finish: PingResult | None = None
+    pings_sent: bool = False  # every ping of the run was answered before the deadline
+
+
+def seconds_since_process_start() -> float:
+    """How long ago this process started (Linux: /proc/self/stat against the boot clock); 0 when unknown."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, counted from after the name
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
+def finish_budget(spent: float) -> float:
+    """The time the pings get after the job exited, when start-up took `spent` seconds of TOTAL_BUDGET."""
+    return min(FINISH_BUDGET, max(MIN_FINISH_BUDGET, TOTAL_BUDGET - spent))
 
 
 def new_rid() -> str:
@@ -275,74 +445,87 @@ def run_command(
     stdout_fd: int,
     stderr_fd: int,
     environ: Mapping[str, str],
-    start_wait: float = 2.0,
     rid: str | None = None,
+    finish_budget: float = FINISH_BUDGET,
 ) -> RunOutcome:
     """Run `argv` as one monitored run of a check and return its exit status (shell conventions).
 
     `pinger` is None when monitoring is not possible (bad check or server given): the command still runs.
-    The start ping goes out in the background and the command starts as soon as it is answered, or after
-    `start_wait` seconds at the latest, so a slow server never holds a job back for long.
+    The command starts at once; its pings (start, the steps it hands over, finish with the output tail)
+    go out in the background, in order. After the command exits, reading the rest of its output and the
+    pings still to send get `finish_budget` seconds in all: that is all heartwatch can add to a job.
     """
     rid = rid or new_rid()
     outcome = RunOutcome(exit_status=0, rid=rid)
     tail = OutputTail()
-
-    start_thread: threading.Thread | None = None
-    if pinger is not None:
-        active = pinger
-
-        def send_start() -> None:
-            outcome.start = active.send("/start", {"rid": rid})
-            if outcome.start.body_limit is not None:
-                tail.set_limit(outcome.start.body_limit)
-
-        start_thread = threading.Thread(target=send_start, name="heartwatch-start", daemon=True)
-        start_thread.start()
-        start_thread.join(start_wait)
-
+    pings: PingQueue | None = None
+    steps: StepListener | None = None
     env = dict(environ)
-    env.pop(UNREACHABLE_ENV, None)
+    env.pop(STEP_SOCKET_ENV, None)
     if pinger is not None:
+        pings = PingQueue(pinger, tail)
+        pings.put("/start", {"rid": rid})
         env["HEARTWATCH_PING_URL"] = pinger.url
         env["HEARTWATCH_RUN_ID"] = rid
-        # "1": already warned, so `heartwatch step` in the script tries once, quietly, instead of retrying
-        # at every step. "0": not known yet (the start may still be retrying) — either way `run` itself
-        # says once that the server is unreachable, so a step never repeats that warning.
-        env[UNREACHABLE_ENV] = "1" if pinger.unreachable else "0"
+        queued = pings
+
+        def on_step(name: str) -> None:
+            queued.put("", {"step": name, "rid": rid})
+
+        try:
+            steps = StepListener(on_step)
+            env[STEP_SOCKET_ENV] = steps.path
+        except OSError:
+            pass  # no socket here (a read-only TMPDIR): `heartwatch step` then pings directly, bounded
+
+    # One pipe for both streams when ours are the same file (a terminal, cron's mail, the journal,
+    # `>> log 2>&1`): the tail then keeps the exact order the job wrote in, and nothing is lost by
+    # merging. When the caller split them (`> /dev/null` to mail only errors), each keeps its own pipe.
+    merged = same_file(stdout_fd, stderr_fd)
+    out_r, out_w = os.pipe()
+    err_r, err_w = (out_r, out_w) if merged else os.pipe()
+    sources = {out_r: stdout_fd} if merged else {out_r: stdout_fd, err_r: stderr_fd}
 
     forwarder = _SignalForwarder()
     with forwarder:
         try:
-            proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            proc = subprocess.Popen(list(argv), stdout=out_w, stderr=err_w, env=env)
         except OSError as e:
+            for fd in {out_r, out_w, err_r, err_w}:
+                os.close(fd)
             status, message = _launch_failure(argv, e)
             os.write(stderr_fd, f"heartwatch run: {message}\n".encode())
             outcome.exit_status = status
-            if start_thread is not None and pinger is not None:
-                start_thread.join()
-                outcome.finish = pinger.send("/fail", {"rid": rid}, f"heartwatch run: {message}\n".encode())
-            return outcome
+            return _finish(outcome, pings, steps, f"/{status}", lambda: f"heartwatch run: {message}\n".encode(),
+                           time.monotonic() + finish_budget)
+        for fd in {out_w, err_w}:
+            os.close(fd)
         forwarder.attach(proc)
-        assert proc.stdout is not None and proc.stderr is not None  # both are PIPE
-        pumps = [
-            threading.Thread(target=_pump, args=(proc.stdout, stdout_fd, tail), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, stderr_fd, tail), daemon=True),
-        ]
-        for pump in pumps:
-            pump.start()
+        pump = threading.Thread(target=_pump, args=(sources, tail), name="heartwatch-output", daemon=True)
+        pump.start()
         returncode = proc.wait()
+        deadline = time.monotonic() + finish_budget
         # Output still in the pipes takes milliseconds to read. A pipe still open after that belongs to
         # something the command left running in the background; waiting for it could take forever.
-        drained_by = time.monotonic() + DRAIN_SECONDS
-        for pump in pumps:
-            pump.join(max(0.0, drained_by - time.monotonic()))
+        pump.join(min(DRAIN_SECONDS, finish_budget / 2))
 
     outcome.exit_status = exit_status_of(returncode)
-    if start_thread is not None and pinger is not None:
-        start_thread.join()  # keeps start before finish on the server
-        suffix = "" if outcome.exit_status == 0 else f"/{outcome.exit_status}"
-        outcome.finish = pinger.send(suffix, {"rid": rid}, tail.value())
+    suffix = "" if outcome.exit_status == 0 else f"/{outcome.exit_status}"
+    return _finish(outcome, pings, steps, suffix, tail.value, deadline)
+
+
+def _finish(outcome: RunOutcome, pings: PingQueue | None, steps: StepListener | None, suffix: str,
+            body: Callable[[], bytes], deadline: float) -> RunOutcome:
+    if steps is not None:
+        steps.close()
+    if pings is None:
+        return outcome
+    pings.put(suffix, {"rid": outcome.rid}, body, last=True)
+    outcome.pings_sent = pings.finish(deadline)
+    if not outcome.pings_sent and not pings.pinger.warned:
+        pings.pinger.warned = True
+        pings.pinger.warn(f"heartwatch run: warning: {describe(pings.pinger.url)} did not answer in time; "
+                          "the job is not affected, but this run may not be recorded")
     return outcome
 
 
@@ -401,8 +584,16 @@ class _SignalForwarder:
 
 
 def send_step(name: str, environ: Mapping[str, str], warn: Warn = warn_stderr) -> PingResult | None:
-    """Report a step of the run `heartwatch run` started; returns None when there is no run to report to."""
+    """Report a step of the run `heartwatch run` started; returns None when there is no run to report to.
+
+    Under `heartwatch run` the step is handed to it through its socket and the script goes on at once.
+    Only when that socket cannot be reached (the job changed user, a sandbox) is it sent from here, with
+    one short attempt, so a script still never waits long on a step.
+    """
     url = environ.get("HEARTWATCH_PING_URL", "")
+    socket_path = environ.get(STEP_SOCKET_ENV, "")
+    if socket_path and hand_step_to_run(socket_path, name):
+        return None
     if not url:
         warn(f"heartwatch step: warning: HEARTWATCH_PING_URL is not set, so step {name!r} was not reported; "
              "run this script under `heartwatch run CHECK -- ...`")
@@ -411,12 +602,8 @@ def send_step(name: str, environ: Mapping[str, str], warn: Warn = warn_stderr) -
     rid = environ.get("HEARTWATCH_RUN_ID", "")
     if rid:
         params["rid"] = rid
-    # A script waits for each step, so a step gets a smaller budget than run's own pings; and none
-    # beyond one quiet try when `heartwatch run` has already found the server unreachable and said so.
-    quiet = environ.get(UNREACHABLE_ENV) == "1"
-    pinger = Pinger(url, warn=warn, prefix="heartwatch step", attempts=1 if quiet else 2, backoff=0.25,
-                    timeout=httpx.Timeout(3.0, connect=2.0), warned=quiet,
-                    quiet_when_unreachable=UNREACHABLE_ENV in environ)
+    pinger = Pinger(url, warn=warn, prefix="heartwatch step", attempts=1, timeout=STEP_DIRECT_SECONDS,
+                    connect_timeout=STEP_DIRECT_SECONDS, deadline=time.monotonic() + STEP_DIRECT_SECONDS)
     return pinger.send("", params)
 
 

@@ -32,6 +32,7 @@ import contextvars
 import functools
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -229,24 +230,39 @@ def _prepare(plugin: apprise.NotifyBase, url: str, timeout: float, alert_id: str
         plugin.headers[ALERT_ID_HEADER] = alert_id
 
 
+#: Debug lines in which Apprise's plugins give the exception under a warning ("Socket Exception: SMTP AUTH
+#: extension not supported by server."), kept when `deliver(causes=True)` asks for them.
+_CAUSE_RE = re.compile(r"\b(?:Exception|Error)\b.*:\s*\S")
+
+
 def _deliver_one(url: str, redacted: str, title: str, body: str, kind: NotifyType, timeout: float,
-                 alert_id: str | None = None) -> TargetResult:
+                 alert_id: str | None = None, causes: bool = False) -> TargetResult:
     plugin, problem = _load(url)
     if plugin is None:
         return TargetResult(redacted, False, problem)
     _prepare(plugin, url, timeout, alert_id)
     sender = apprise.Apprise(asset=plugin.asset)
     sender.add(plugin)
+    logger = logging.getLogger(apprise.LOGGER_NAME)
+    saved_level = logger.level
+    if causes:
+        # Debug records are only made when the logger lets them through. notify-test is one thread in a
+        # CLI process with no log handlers of its own, so lowering the level for this call shows nothing more.
+        logger.setLevel(logging.DEBUG)
     try:
         result = sender.notify(body=body, title=title, notify_type=kind, body_format=apprise.NotifyFormat.TEXT,
-                               timeout=timeout)
+                               timeout=timeout, log_level=logging.DEBUG if causes else None)
     except Exception as e:  # a plugin bug must become this target's error, not the sender's crash
         return TargetResult(redacted, False, _scrub(f"Apprise failed: {type(e).__name__}: {e}", url))
+    finally:
+        logger.setLevel(saved_level)
     with result:
         if result:
             return TargetResult(redacted, True)
-        # The call's capture keeps warnings and errors: the lines that say why it failed.
-        messages = [entry.message.strip() for entry in result.logs() if entry.message.strip()]
+        # The call's capture keeps warnings and errors: the lines that say why it failed; with `causes`,
+        # also the debug lines that name the underlying exception.
+        messages = [entry.message.strip() for entry in result.logs() if entry.message.strip()
+                    and (entry.level not in ("DEBUG", "INFO", "TRACE") or _CAUSE_RE.search(entry.message))]
         reason = "; ".join(dict.fromkeys(messages)) or f"Apprise reported {result.status.name.lower()}"
     return TargetResult(redacted, False, _scrub(reason, url))
 
@@ -259,14 +275,16 @@ def deliver(
     kind: NotifyType = "info",
     timeout: float = DEFAULT_TIMEOUT,
     alert_id: str | None = None,
+    causes: bool = False,
 ) -> list[TargetResult]:
     """Send `title` and `body` (plain text) to each URL in turn; one result per URL, in order. Blocks.
 
     Each target gets its own Apprise object so its success and error are its own. A target that
     does not answer counts as failed after `timeout` seconds. `alert_id` goes as a header where the
-    target has headers.
+    target has headers. `causes` (notify-test) adds to a failure the exception Apprise logged only at debug
+    level under its warning.
     """
-    return [_deliver_one(url, redact(url), title, body, kind, timeout, alert_id) for url in urls]
+    return [_deliver_one(url, redact(url), title, body, kind, timeout, alert_id, causes) for url in urls]
 
 
 #: Sends at once. Apprise runs every send that has a timeout on its own shared pool, which has this many

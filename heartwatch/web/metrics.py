@@ -84,7 +84,9 @@ async def collect(store: Reads, clock: Clock, pings: PingCounter) -> list[Family
     last_state = Family("heartwatch_last_run_state", "gauge", "1 for the state of the check's newest run, 0 else.")
     since_ok = Family("heartwatch_seconds_since_last_ok", "gauge",
                       "Seconds since the check's newest successful run ended.")
-    runs_total = Family("heartwatch_runs_total", "counter", "Runs of the check by state (kept runs).")
+    # Kept runs by their current state: a run leaves "running" when it ends and old runs are pruned, so this
+    # goes down as well as up: a gauge (a counter must only grow), named without _total.
+    runs_total = Family("heartwatch_runs", "gauge", "Runs of the check kept in the database, by current state.")
     for snap in snapshots:
         check, last = snap.check, snap.last_run
         slug = check.slug
