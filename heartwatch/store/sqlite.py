@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,9 +24,10 @@ import aiosqlite
 from heartwatch.core.model import Check, CheckSpec, Ping, Run, Watch
 from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import Applied, apply_ping
-from heartwatch.store import codec
+from heartwatch.store import codec, uptime
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
 from heartwatch.store.migrations import MIGRATIONS, migrate
+from heartwatch.store.uptime import Uptime
 from heartwatch.store.writer import Writer
 
 log = logging.getLogger("heartwatch.store.sqlite")
@@ -447,6 +448,10 @@ class Store:
         rows = await self.fetchall(f"SELECT {RUN_COLUMNS} FROM runs WHERE check_id = ? AND id = ?",
                                    (check_id, run_id))
         return codec.run_from_row(rows[0]) if rows else None
+
+    async def uptimes(self, check_ids: Sequence[int], now: datetime) -> dict[int, list[Uptime]]:
+        """Each check's share of ok runs over the last 24 h, 7 d and 30 d (see store/uptime.py)."""
+        return await uptime.uptimes(self.reader, check_ids, now)
 
     async def events(self, check_id: int, limit: int = 100, run_id: int | None = None) -> list[dict[str, Any]]:
         where, params = ("check_id = ?", (check_id,)) if run_id is None else ("run_id = ?", (run_id,))

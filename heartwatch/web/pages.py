@@ -25,6 +25,7 @@ from heartwatch.core.model import Check, CheckStatus
 from heartwatch.core.schedule import describe_schedule
 from heartwatch.web import auth, badges, charts
 from heartwatch.web import page_data as web_data
+from heartwatch.web.check_form import CONFIG_CHECK, EDITING_OFF
 from heartwatch.web.format import (
     FLAG_WORDS,
     RUN_WORDS,
@@ -74,6 +75,7 @@ templates.globals.update(
     refresh_ms=REFRESH_MS, statuses=list(CheckStatus), stopped_at=web_data.stopped_at,
     session=auth.session,  # the logged-in session (for the logout form), None without a login
     strip_runs=web_data.STRIP_RUNS,
+    editing_off=EDITING_OFF, config_check=CONFIG_CHECK,
 )
 
 Context = Mapping[str, Any]
@@ -114,8 +116,10 @@ async def overview_page(request: Request) -> Response:
         params = request.query_params
         page = params.get("page", "")
         view = await web_data.overview(hub.store, now, params.get("tag"), params.get("status"),
-                                       int(page) if page.isdigit() else 1)
-        return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job")}
+                                       int(page) if page.isdigit() else 1, params.get("q", "")[:200])
+        uptimes = await hub.store.uptimes([row.check.id for row in view.rows], now)
+        return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job"), "uptimes": uptimes,
+                "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
 
     return await live_page(request, "overview", build)
 
@@ -166,6 +170,7 @@ async def check_page(request: Request) -> Response:
             "alerts": await web_data.alerts(hub.store, check.id),
             "lines": ping_lines(hub, check),
             "more_runs": len(runs) == RUNS_PER_PAGE,
+            "uptime": (await hub.store.uptimes([check.id], now))[check.id],
         }
 
     return await live_page(request, "check", build)

@@ -1,0 +1,72 @@
+"""Uptime: the share of a check's expected runs that were ok over the last 24 hours, 7 days and 30 days.
+
+A run counts in a window when it started (or, for a missed run, was expected) inside it; runs still going
+are left out until they end. Every run that ended is one the schedule expected or the job reported, so the
+share of ok ones among them is what the check page calls uptime, and the others are its failures (failed,
+timed out, interrupted, missed). Read from the runs_by_start index alone (migration 8), for every check of
+a page in one statement.
+
+Runs older than the retention (`[server] retention` runs per check) are pruned, so a busy check's 30 days
+may cover fewer runs than it had; the window's count says how many were judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiosqlite
+
+from heartwatch.core.model import RunState
+
+#: The windows shown, shortest first, with their labels.
+WINDOWS: tuple[tuple[str, timedelta], ...] = (("24 h", timedelta(hours=24)), ("7 d", timedelta(days=7)),
+                                              ("30 d", timedelta(days=30)))
+
+
+@dataclass(frozen=True, slots=True)
+class Uptime:
+    """One window of one check: how many runs ended in it and how many of them were not ok."""
+
+    label: str
+    runs: int
+    failures: int
+
+    @property
+    def share(self) -> float | None:
+        """Ok runs over all runs, from 0 to 1; None when no run ended in the window."""
+        return None if self.runs == 0 else (self.runs - self.failures) / self.runs
+
+    @property
+    def percent(self) -> str:
+        """As people read it: "100%", "99.5%", "0%", or "n/a" for a window without runs."""
+        share = self.share
+        if share is None:
+            return "n/a"
+        value = share * 100
+        # 99.96% must not read as 100% while a failure is in the window: round down, to one decimal.
+        text = f"{int(value * 10) / 10:.1f}".rstrip("0").rstrip(".")
+        return f"{text}%"
+
+
+async def uptimes(reader: aiosqlite.Connection, check_ids: Sequence[int], now: datetime
+                  ) -> dict[int, list[Uptime]]:
+    """Each check's uptime over every window in WINDOWS, shortest first; checks without runs get empty windows."""
+    if not check_ids:
+        return {}
+    now_ts = now.timestamp()
+    cuts = [now_ts - span.total_seconds() for _, span in WINDOWS]
+    columns = ", ".join(f"SUM(started_at >= {cut!r}), SUM(started_at >= {cut!r} AND state != ?)" for cut in cuts)
+    marks = ",".join("?" * len(check_ids))
+    ok = RunState.OK.value
+    sql = (f"SELECT check_id, {columns} FROM runs WHERE check_id IN ({marks}) AND started_at >= ? AND state != ?"
+           " GROUP BY check_id")
+    params = (*([ok] * len(cuts)), *check_ids, min(cuts), RunState.RUNNING.value)
+    async with reader.execute(sql, params) as cur:
+        rows = list(await cur.fetchall())
+    out = {cid: [Uptime(label, 0, 0) for label, _ in WINDOWS] for cid in check_ids}
+    for cid, *counts in rows:
+        out[cid] = [Uptime(label, int(counts[2 * i] or 0), int(counts[2 * i + 1] or 0))
+                    for i, (label, _) in enumerate(WINDOWS)]
+    return out
