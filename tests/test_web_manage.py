@@ -367,3 +367,19 @@ async def test_a_missed_run_reads_did_not_start(web: Web) -> None:
     page = await web.page("/checks/backup")
     chain = text(page.select_one("tr.run-row .chain"))
     assert "did not start" in chain and "stopped here" not in chain.lower()
+
+
+def test_the_first_and_last_step_labels_of_a_timeline_are_not_cut_by_its_edges() -> None:
+    import re
+
+    from heartwatch.core.model import StepMark
+    from heartwatch.web import charts
+
+    spec = parse_check("backup", {"steps": ["dump", "upload", "verify-all"]})
+    run = Run(1, RunState.OK, T0, id=1, ended_at=T0 + timedelta(minutes=10),
+              steps=[StepMark("dump", T0 + timedelta(seconds=1)), StepMark("upload", T0 + timedelta(minutes=5)),
+                     StepMark("verify-all", T0 + timedelta(minutes=10))])
+    svg = str(charts.timeline(run, spec, T0 + timedelta(minutes=10), timedelta(minutes=10), "UTC", w=900,
+                              labels=True))
+    labels = re.findall(r'<text class="axis" x="([\d.]+)" y="34" text-anchor="(\w+)">([^<]+)</text>', svg)
+    assert labels == [("0.0", "start", "dump"), ("450.0", "middle", "upload"), ("900.0", "end", "verify-all")]
