@@ -2,46 +2,36 @@
 
 Precedence is flag > environment > file > default. Every bad value raises ConfigError naming the key
 and the value, so `heartwatch serve` can stop with one clear line (exit status 2) instead of a traceback.
+
+SERVER_SETTINGS below is the one list of the [server], [alerts], [api] and [web] settings: the parser, the
+environment variables and docs/configuration.md all follow it. A check's settings (`[checks.<slug>]`) are
+in heartwatch/core/settings.py (CHECK_SETTINGS), because the store and the API read them too.
+
+Adding a server setting: add the field to Settings (its type and default: the default lives there only),
+then one ServerSetting(section, key, field, parser, meaning[, env]) to SERVER_SETTINGS; use the field where
+it matters, and document it in docs/configuration.md (a test holds the docs to this list).
 """
 
 from __future__ import annotations
 
-import functools
-import re
+import dataclasses
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import rtoml
-from croniter import croniter
 
-from heartwatch.core.durations import parse_duration
-from heartwatch.core.model import CheckSpec, StepSpec
+from heartwatch.core import values as v
+from heartwatch.core.model import CheckSpec
+from heartwatch.core.settings import Synchronous, describe, parse_check
+from heartwatch.core.values import NAME_RE, RESERVED_STEPS, SECRET_KEY_RE, SLUG_RE, ConfigError, step_name
 
-SLUG_RE = re.compile(r"^[a-z0-9_-]{1,64}\Z")  # \Z: `$` would let a trailing newline in
-#: Step names share the rid alphabet so they are safe in URLs, logs and HTML attributes.
-NAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
-#: Step names that mean something else in `?step=`.
-RESERVED_STEPS = frozenset({"start", "finish", "fail", "success", "log"})
-
-
-#: Settings that hold secrets (Apprise URLs carry tokens): a bad value is named but never repeated.
-SECRET_KEY_RE = re.compile(r"(^|\.)(urls|alerts|tokens|password)\Z|\AHEARTWATCH_(ALERT_URLS|API_TOKEN|WEB_PASSWORD)\Z")
-
-
-class ConfigError(Exception):
-    """A bad setting: `str()` is the one line shown to the user (a secret's value is left out of it)."""
-
-    def __init__(self, key: str, value: object, reason: str) -> None:
-        self.key, self.value, self.reason = key, value, reason
-        shown = "(hidden: it may hold a secret)" if SECRET_KEY_RE.search(key) else repr(value)
-        # A quoted TOML key may hold a line break; escaped, the message stays one line.
-        one_line = key if key.isprintable() else key.encode("unicode_escape").decode()
-        super().__init__(f"{one_line} = {shown}: {reason}")
+# Re-exported: what callers of this module have always found here (their home is heartwatch/core/).
+__all__ = ["NAME_RE", "RESERVED_STEPS", "SECRET_KEY_RE", "SERVER_SETTINGS", "SLUG_RE", "ConfigError",
+           "ServerSetting", "Settings", "load_settings", "parse_check", "step_name"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +45,7 @@ class Settings:
     body_limit: int = 10_000
     retention: int = 1_000  # events kept per check
     rate_limit: int = 0  # pings per minute per check; 0 = off
-    synchronous: str = "normal"  # SQLite in WAL: "normal" survives a process crash, "full" a power cut too
+    synchronous: Synchronous = Synchronous.NORMAL
     alert_urls: tuple[str, ...] = ()
     remind_every: timedelta = timedelta(0)  # 0 = never
     retry_first: timedelta = timedelta(seconds=10)  # first wait before re-sending a failed alert
@@ -73,214 +63,83 @@ class Settings:
         return f"http://{host}:{self.port}"
 
 
-# --- value parsers: each raises ValueError with a reason; the caller adds key and value --------------
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 
 
-def _str(v: object) -> str:
-    if not isinstance(v, str):
-        raise ValueError("expected a string")
-    return v
+@dataclass(frozen=True)
+class ServerSetting:
+    """One key of the [server], [alerts], [api] or [web] table, and the Settings field it sets."""
+
+    section: str
+    key: str
+    field: str  # the Settings field
+    parse: Callable[[object], Any]  # raises ValueError with the reason
+    kind: str  # for people: the docs' type column
+    meaning: str  # one or two sentences for docs/configuration.md
+    env: str | None = None  # the environment variable that sets it too (`<NAME>_FILE` reads it from a file)
+    secret: bool = False  # a bad value is named but never repeated (SECRET_KEY_RE)
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def default(self) -> Any:
+        return _DEFAULTS[self.field]
+
+    def describe_default(self) -> str:
+        return describe(self.default)
 
 
-def _bool(v: object) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError("expected true or false")
-    return v
+def _synchronous(value: object) -> Synchronous:
+    return Synchronous(v.choice(*Synchronous)(value))
 
 
-def _int(lo: int, hi: int) -> Callable[[object], int]:
-    def parse(v: object) -> int:
-        if isinstance(v, str) and v.strip().isdigit():
-            v = int(v)
-        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            raise ValueError(f"expected a whole number from {lo} to {hi}")
-        return v
+SERVER_SETTINGS: tuple[ServerSetting, ...] = (
+    ServerSetting("server", "host", "host", v.text, "string", "The address to listen on.", "HEARTWATCH_HOST"),
+    ServerSetting("server", "port", "port", v.whole_number(1, 65535), "whole number 1-65535",
+                  "The TCP port to listen on.", "HEARTWATCH_PORT"),
+    ServerSetting("server", "db", "db", lambda value: Path(v.text(value)), "path",
+                  "The SQLite database file, relative to the config file's folder; created on first start.",
+                  "HEARTWATCH_DB"),
+    ServerSetting("server", "base_url", "base_url", v.url, "http(s) URL",
+                  "Where users reach this server: used in printed ping URLs and alert links "
+                  "(default: the address it listens on).", "HEARTWATCH_BASE_URL"),
+    ServerSetting("server", "ping_key", "ping_key", v.slug_like("ping_key"), "name (letters, digits, . _ : -)",
+                  "The key in slug ping URLs (/ping/<ping_key>/<slug>); generated and stored on first start "
+                  "when not given.", "HEARTWATCH_PING_KEY"),
+    ServerSetting("server", "timezone", "timezone", v.timezone, "IANA time zone",
+                  "The time zone of pages, and of checks that do not name their own.", "HEARTWATCH_TIMEZONE"),
+    ServerSetting("server", "body_limit", "body_limit", v.whole_number(0, 1_000_000), "whole number 0-1000000",
+                  "Bytes of a ping's body that are kept (the tail)."),
+    ServerSetting("server", "retention", "retention", v.whole_number(10, 10_000_000), "whole number 10-10000000",
+                  "Events kept per check; older ones are pruned."),
+    ServerSetting("server", "rate_limit", "rate_limit", v.whole_number(0, 1_000_000), "whole number 0-1000000",
+                  "Pings per minute per check; more are answered 429. 0 = no limit."),
+    ServerSetting("server", "synchronous", "synchronous", _synchronous, "normal or full",
+                  "What a stored ping survives: normal = a crash of the process, full = a power cut too "
+                  "(each write waits for the disk)."),
+    ServerSetting("alerts", "urls", "alert_urls", v.str_list, "list of Apprise URLs",
+                  "Where every check's alerts go (each check may add its own `alerts`).",
+                  "HEARTWATCH_ALERT_URLS", secret=True),
+    ServerSetting("alerts", "remind_every", "remind_every", v.duration, "duration",
+                  "While a check stays down, remind this often; 0 = never."),
+    ServerSetting("alerts", "retry_first", "retry_first", v.positive_duration, "duration > 0",
+                  "The first wait before a failed alert is sent again (the wait doubles each time)."),
+    ServerSetting("api", "tokens", "api_tokens", v.str_list, "list of strings",
+                  "Bearer tokens for the write API; with none, writes are refused.", "HEARTWATCH_API_TOKEN",
+                  secret=True),
+    ServerSetting("web", "password", "web_password", v.text, "string",
+                  "The password of the web login; with none, pages are open.", "HEARTWATCH_WEB_PASSWORD",
+                  secret=True),
+)
 
-    return parse
-
-
-def _choice(*options: str) -> Callable[[object], str]:
-    def parse(v: object) -> str:
-        if v not in options:
-            raise ValueError(f"expected one of: {', '.join(options)}")
-        return str(v)
-
-    return parse
-
-
-def _duration(v: object) -> timedelta:
-    if not isinstance(v, str):
-        raise ValueError("expected a duration string like 90s, 15m, 2h, 1d or 1h30m")
-    return parse_duration(v)
-
-
-def _positive_duration(v: object) -> timedelta:
-    d = _duration(v)
-    if d <= timedelta(0):
-        raise ValueError("must be longer than 0")
-    return d
-
-
-def _str_list(v: object) -> tuple[str, ...]:
-    if isinstance(v, str):
-        return tuple(s for s in re.split(r"[\s,]+", v) if s)
-    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
-        raise ValueError("expected a list of strings")
-    return tuple(v)
-
-
-def _timezone(v: object) -> str:
-    name = _str(v)
-    try:
-        ZoneInfo(name)
-    except (ValueError, KeyError, OSError) as e:  # ZoneInfoNotFoundError is a KeyError
-        raise ValueError("unknown time zone; use an IANA name like Europe/Berlin or UTC") from e
-    return name
-
-
-def _cron(v: object) -> str:
-    expr = _str(v).strip()
-    if not _valid_cron(expr):
-        raise ValueError("not a valid cron expression (five fields: minute hour day month weekday)")
-    return expr
-
-
-@functools.lru_cache(maxsize=4096)
-def _valid_cron(expr: str) -> bool:
-    # croniter's check costs about 0.2 ms; a config of 100,000 checks repeats its schedules a lot.
-    return bool(croniter.is_valid(expr))
-
-
-def _url(v: object) -> str:
-    url = _str(v).rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise ValueError("expected an http:// or https:// URL")
-    return url
-
-
-def step_name(v: object) -> str:
-    name = _str(v)
-    if not NAME_RE.match(name):
-        raise ValueError("a step name is 1-64 characters of letters, digits and . _ : -")
-    if name in RESERVED_STEPS:
-        raise ValueError(f"{name!r} is reserved; choose another step name")
-    return name
-
-
-def _steps(v: object) -> tuple[StepSpec, ...]:
-    if not isinstance(v, list):
-        raise ValueError('expected a list like ["dump", {name = "upload", max = "45m"}]')
-    steps: list[StepSpec] = []
-    for item in v:
-        if isinstance(item, str):
-            steps.append(StepSpec(step_name(item)))
-        elif isinstance(item, dict) and set(item) <= {"name", "max"} and "name" in item:
-            limit = _positive_duration(item["max"]) if "max" in item else None
-            steps.append(StepSpec(step_name(item["name"]), limit))
-        else:
-            raise ValueError('each step is a name or a table {name = "...", max = "45m"}')
-    names = [s.name for s in steps]
-    if len(set(names)) != len(names):
-        raise ValueError("step names must be unique")
-    return tuple(steps)
-
-
-def _memo(parser: Callable[[object], Any], key: Callable[[object], object] = lambda v: v if type(v) is str else None,
-          limit: int = 16_384) -> Callable[[object], Any]:
-    """`parser` remembering what it made of values seen before (a config of 100,000 checks repeats its
-    schedules, zones, durations and step lists a lot). `key` gives a hashable stand-in for a value, or None to
-    parse it without remembering; results are immutable, so sharing them is safe. A bad value raises each
-    time, with the same message, as it is never remembered."""
-    seen: dict[object, Any] = {}
-
-    def parse(v: object) -> Any:
-        k = key(v)
-        if k is None:
-            return parser(v)
-        try:
-            return seen[k]
-        except KeyError:
-            pass
-        result = parser(v)
-        if len(seen) < limit:
-            seen[k] = result
-        return result
-
-    return parse
-
-
-def _steps_key(v: object) -> object:
-    """A hashable stand-in for a steps list of names and {name, max} tables of strings; None for anything else."""
-    if type(v) is not list:
-        return None
-    parts: list[object] = []
-    for item in v:
-        if type(item) is str:
-            parts.append(item)
-        elif type(item) is dict and all(type(x) is str for x in item.values()):
-            parts.append(tuple(item.items()))
-        else:
-            return None
-    return tuple(parts)
-
-
-_CHECK_KEYS: dict[str, Callable[[object], Any]] = {
-    "name": _str,
-    "schedule": _memo(_cron),
-    "period": _memo(_positive_duration),
-    "timezone": _memo(_timezone),
-    "start_grace": _memo(_duration),
-    "max_runtime": _memo(_positive_duration),
-    "min_runtime": _memo(_positive_duration),
-    "steps": _memo(_steps, _steps_key),
-    "strict_steps": _bool,
-    "alert_after": _int(1, 1000),
-    "alerts": _str_list,
-    "tags": _str_list,
-}
-
-_SECTIONS: dict[str, dict[str, tuple[str, Callable[[object], Any]]]] = {
-    # section -> toml key -> (Settings field, parser)
-    "server": {
-        "host": ("host", _str),
-        "port": ("port", _int(1, 65535)),
-        "db": ("db", lambda v: Path(_str(v))),
-        "base_url": ("base_url", _url),
-        "ping_key": ("ping_key", lambda v: _slug_like(v, "ping_key")),
-        "timezone": ("timezone", _timezone),
-        "body_limit": ("body_limit", _int(0, 1_000_000)),
-        "retention": ("retention", _int(10, 10_000_000)),
-        "rate_limit": ("rate_limit", _int(0, 1_000_000)),
-        "synchronous": ("synchronous", _choice("normal", "full")),
-    },
-    "alerts": {
-        "urls": ("alert_urls", _str_list),
-        "remind_every": ("remind_every", _duration),
-        "retry_first": ("retry_first", _positive_duration),
-    },
-    "api": {"tokens": ("api_tokens", _str_list)},
-    "web": {"password": ("web_password", _str)},
-}
+_SECTIONS: dict[str, dict[str, tuple[str, Callable[[object], Any]]]] = {}
+for _s in SERVER_SETTINGS:  # section -> toml key -> (Settings field, parser)
+    _SECTIONS.setdefault(_s.section, {})[_s.key] = (_s.field, _s.parse)
 
 #: Environment variables, each naming a `section.key` above. `<NAME>_FILE` reads the value from a file.
-ENV_VARS: dict[str, str] = {
-    "HEARTWATCH_HOST": "server.host",
-    "HEARTWATCH_PORT": "server.port",
-    "HEARTWATCH_DB": "server.db",
-    "HEARTWATCH_BASE_URL": "server.base_url",
-    "HEARTWATCH_PING_KEY": "server.ping_key",
-    "HEARTWATCH_TIMEZONE": "server.timezone",
-    "HEARTWATCH_ALERT_URLS": "alerts.urls",
-    "HEARTWATCH_API_TOKEN": "api.tokens",
-    "HEARTWATCH_WEB_PASSWORD": "web.password",
-}
-
-
-def _slug_like(v: object, what: str) -> str:
-    s = _str(v)
-    if not NAME_RE.match(s):
-        raise ValueError(f"a {what} is 1-64 characters of letters, digits and . _ : -")
-    return s
+ENV_VARS: dict[str, str] = {s.env: s.dotted for s in SERVER_SETTINGS if s.env}
 
 
 def _parse(key: str, value: object, parser: Callable[[object], Any]) -> Any:
@@ -288,27 +147,6 @@ def _parse(key: str, value: object, parser: Callable[[object], Any]) -> Any:
         return parser(value)
     except ValueError as e:
         raise ConfigError(key, value, str(e)) from None
-
-
-def parse_check(slug: str, table: object, default_tz: str = "UTC", prefix: str = "checks.") -> CheckSpec:
-    """One `[checks.<slug>]` table (also the body of an API create) -> CheckSpec."""
-    if not SLUG_RE.match(slug):
-        raise ConfigError(f"{prefix}{slug}", slug, "a slug is 1-64 characters of a-z, 0-9, - and _")
-    if not isinstance(table, dict):
-        raise ConfigError(f"{prefix}{slug}", table, "expected a table of settings")
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        parser = _CHECK_KEYS.get(key)
-        if parser is None:
-            raise ConfigError(f"{prefix}{slug}.{key}", value, f"unknown key; known: {', '.join(_CHECK_KEYS)}")
-        try:  # `_parse` spelled out: the key's name is only built for a message (100,000 checks, 4 keys each)
-            values[key] = parser(value)
-        except ValueError as e:
-            raise ConfigError(f"{prefix}{slug}.{key}", value, str(e)) from None
-    if "schedule" in values and "period" in values:
-        raise ConfigError(f"{prefix}{slug}.period", table["period"], "give either schedule or period, not both")
-    values.setdefault("timezone", default_tz)
-    return CheckSpec(slug=slug, **values)
 
 
 def _read_file(path: Path) -> str:

@@ -1,16 +1,16 @@
 """`heartwatch checks`: every check with its status, last run, last step and next due; `checks pause|resume`.
 
-The table reads the database directly (`--db`: opened read-only and without a writer, so it is safe next
-to a running server) or asks a server's JSON API (`--server`). Pausing and resuming always go through the
+The table reads the database directly (`--db`: the store's ReadOnlyStore, without a writer, so it is safe
+next to a running server) or asks a server's JSON API (`--server`). Pausing and resuming always go through the
 API: the server keeps its checks in memory and its scheduler must hear of the change, so a write behind
 its back would not take effect.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import sqlite3
 import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -21,11 +21,14 @@ import click
 import httpx
 
 from heartwatch.cli.ping_client import DEFAULT_SERVER
+from heartwatch.cli.settings import settings_or_exit
 from heartwatch.clock import system_clock
 from heartwatch.core.model import Check, CheckSpec, Run, RunState, Watch
 from heartwatch.core.schedule import next_expected_start
 from heartwatch.core.status import check_status
 from heartwatch.store import codec
+from heartwatch.store.base import CheckSnapshot, UnreadableDatabase
+from heartwatch.store.reads import ReadOnlyStore
 
 #: Exit status when the database or the server could not be read, or refused the change.
 EXIT_FAILED = 1
@@ -80,27 +83,16 @@ def read_db(path: Path, now: datetime) -> list[CheckLine]:
     """The live checks from a heartwatch database, opened read-only."""
     if not path.is_file():
         raise ChecksError(f"no database at {path}; give --db PATH, or --server URL to ask a running server")
+
+    async def read() -> list[CheckSnapshot]:
+        async with ReadOnlyStore.open(path) as store:
+            return await store.snapshots()
+
     try:
-        # mode=ro: never create, migrate or lock the file for writing; the server stays its only writer.
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error as e:
-        raise ChecksError(f"cannot open {path}: {e}") from None
-    try:
-        checks = [codec.check_from_row(r) for r in conn.execute(
-            f"SELECT {codec.CHECK_COLUMNS} FROM checks WHERE archived_at IS NULL ORDER BY slug")]
-        last = {r[1]: codec.run_from_row(r) for r in conn.execute(
-            f"SELECT {codec.RUN_COLUMNS} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY check_id)")}
-        watches = {r[0]: codec.watch_from_row(r[1:]) for r in conn.execute(
-            f"SELECT check_id, {codec.WATCH_COLUMNS} FROM watches")}
-    except sqlite3.OperationalError as e:
-        if "no such table" in str(e):
-            raise ChecksError(f"{path} is not a heartwatch database (or one a server has not opened yet)") from None
-        raise ChecksError(f"cannot read {path}: {e}") from None
-    except sqlite3.DatabaseError as e:
-        raise ChecksError(f"cannot read {path}: {e}") from None
-    finally:
-        conn.close()
-    return [_line(c, last.get(c.id), watches.get(c.id), now) for c in checks]
+        snapshots = asyncio.run(read())
+    except UnreadableDatabase as e:
+        raise ChecksError(str(e)) from None
+    return [_line(s.check, s.last_run, s.watch, now) for s in snapshots]
 
 
 def _time(value: Any) -> datetime | None:
@@ -241,8 +233,6 @@ def checks(ctx: click.Context, db: Path | None, server: str | None, config: Path
         elif server:
             lines = read_api(server, now)
         elif config is not None:
-            from heartwatch.cli.main import settings_or_exit  # the serve command's loader: same db path rules
-
             lines = read_db(settings_or_exit(config).db, now)
         elif Path("heartwatch.db").is_file():
             lines = read_db(Path("heartwatch.db"), now)

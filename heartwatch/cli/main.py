@@ -6,27 +6,13 @@ Each subcommand lives in the module that owns its work; this file only gathers t
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 
 import click
 
 from heartwatch import __version__
-from heartwatch.config import ConfigError, Settings, load_settings
-
-#: Exit status for a startup failure the user can fix (bad config, bad flag), like click's usage errors.
-EXIT_CONFIG = 2
-
-
-def settings_or_exit(config: Path | None, **flags: object) -> Settings:
-    """Load settings; on a bad value print one line naming key and value, and exit 2."""
-    try:
-        return load_settings(config, os.environ, flags)
-    except ConfigError as e:
-        where = f"{config}: " if config else ""
-        click.echo(f"heartwatch: {where}{e}", err=True)
-        sys.exit(EXIT_CONFIG)
+from heartwatch.cli.settings import settings_or_exit
 
 
 class _Commands(click.Group):
@@ -40,7 +26,7 @@ class _Commands(click.Group):
         "import-crontab": "heartwatch.cli.jobs:import_crontab_cmd",
         "notify-test": "heartwatch.cli.notify_test:notify_test",
         "checks": "heartwatch.cli.checks:checks",
-        "backup": "heartwatch.store.backup:backup_cmd",
+        "backup": "heartwatch.cli.backup:backup_cmd",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from heartwatch.cli.main import EXIT_CONFIG, settings_or_exit
+from heartwatch.cli.settings import EXIT_CONFIG, settings_or_exit
 from heartwatch.config import Settings
 from heartwatch.engine import notify
 

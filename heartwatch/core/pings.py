@@ -13,9 +13,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from heartwatch.config import NAME_RE, SLUG_RE, ConfigError, parse_check
 from heartwatch.core.durations import parse_duration
 from heartwatch.core.model import CheckSpec, PingKind
+from heartwatch.core.settings import parse_check
+from heartwatch.core.values import NAME_RE, SLUG_RE, ConfigError
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _SUFFIX_KINDS = {"start": PingKind.START, "fail": PingKind.FAIL, "log": PingKind.LOG}

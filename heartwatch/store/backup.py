@@ -1,4 +1,5 @@
-"""`heartwatch backup PATH`: a consistent copy of the database, taken while the server keeps serving.
+"""A consistent copy of the database, taken while the server keeps serving (`heartwatch backup PATH`, whose
+command is in cli/backup.py).
 
 The copy uses SQLite's online backup API from a connection of its own, inside one read transaction: the
 copy is the database as of one commit, and in WAL mode a reader never blocks the server's writer.
@@ -14,12 +15,9 @@ import contextlib
 import itertools
 import os
 import sqlite3
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import click
 
 #: Pages copied per backup step (4 MB at SQLite's default page size); steps only pace the copy.
 STEP_PAGES = 1024
@@ -115,23 +113,3 @@ def _verify(path: Path, source: Path) -> tuple[int, int, int]:
     finally:
         conn.close()
     return int(checks), int(events), int(pages)
-
-
-@click.command("backup")
-@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--config", "-c", type=click.Path(path_type=Path), envvar="HEARTWATCH_CONFIG",
-              help="heartwatch.toml whose [server] db to copy.")
-@click.option("--db", type=click.Path(path_type=Path),
-              help="SQLite database file  [env HEARTWATCH_DB; default heartwatch.db]")
-@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
-def backup_cmd(path: Path, config: Path | None, db: Path | None, force: bool) -> None:
-    """Copy the database to PATH, consistently, while the server runs (see README: Backup and restore)."""
-    from heartwatch.cli.main import EXIT_CONFIG, settings_or_exit
-
-    settings = settings_or_exit(config, db=db)
-    try:
-        report = backup(settings.db, path, force=force)
-    except BackupError as e:
-        click.echo(f"heartwatch: backup failed: {e}", err=True)
-        sys.exit(EXIT_CONFIG if isinstance(e, TargetExists) else 1)
-    click.echo(f"heartwatch: {report}")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import UTC, datetime, timedelta
-from json.encoder import encode_basestring_ascii
+from datetime import UTC, datetime
 from typing import Any
 
-from heartwatch.core.model import Check, CheckSpec, Run, RunFlag, RunState, StepMark, StepSpec, Watch
+from heartwatch.core.model import Check, CheckSpec, Run, RunFlag, RunState, StepMark, Watch
+from heartwatch.core.settings import spec_fields_from_store, spec_to_store
 
 
 def to_ts(dt: datetime | None) -> float | None:
@@ -30,33 +30,13 @@ def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _delta(s: float | None) -> timedelta | None:
-    return None if s is None else timedelta(seconds=s)
-
-
 def spec_to_json(spec: CheckSpec) -> str:
     """The spec as stored, without its slug: the text `json.dumps` makes of it with compact separators.
 
-    Spelled out rather than built as a dict for json.dumps: two to three times faster, and every start with
-    100,000 config checks encodes each (to create it, or to see that the stored one is unchanged). A test
-    holds it to json.dumps's output byte for byte.
+    The keys and how each value is written come from the table of check settings (core/settings.py); a test
+    holds the text to json.dumps's output byte for byte.
     """
-    steps = ",".join(f'{{"name":{_string(s.name)},"max":{_seconds(s.max)}}}' for s in spec.steps)
-    return (f'{{"name":{_string(spec.name)},'
-            f'"schedule":{"null" if spec.schedule is None else _string(spec.schedule)},'
-            f'"period":{_seconds(spec.period)},"timezone":{_string(spec.timezone)},'
-            f'"start_grace":{_seconds(spec.start_grace)},"max_runtime":{_seconds(spec.max_runtime)},'
-            f'"min_runtime":{_seconds(spec.min_runtime)},"steps":[{steps}],'
-            f'"strict_steps":{"true" if spec.strict_steps else "false"},"alert_after":{int(spec.alert_after)!r},'
-            f'"alerts":[{",".join(map(_string, spec.alerts))}],"tags":[{",".join(map(_string, spec.tags))}]}}')
-
-
-#: What json.dumps writes for a str (ensure_ascii, the default).
-_string = encode_basestring_ascii
-
-
-def _seconds(d: timedelta | None) -> str:
-    return "null" if d is None else float.__repr__(d.total_seconds())
+    return spec_to_store(spec)
 
 
 def spec_from_json(slug: str, text: str) -> CheckSpec:
@@ -68,21 +48,7 @@ def spec_from_json(slug: str, text: str) -> CheckSpec:
 @functools.lru_cache(maxsize=4096)
 def _spec_fields(text: str) -> dict[str, Any]:
     """CheckSpec's fields but the slug. Callers unpack it: it is shared, never to be changed."""
-    d: dict[str, Any] = json.loads(text)
-    return {
-        "name": d["name"],
-        "schedule": d["schedule"],
-        "period": _delta(d["period"]),
-        "timezone": d["timezone"],
-        "start_grace": _delta(d["start_grace"]) or timedelta(0),
-        "max_runtime": _delta(d["max_runtime"]),
-        "min_runtime": _delta(d["min_runtime"]),
-        "steps": tuple(StepSpec(s["name"], _delta(s["max"])) for s in d["steps"]),
-        "strict_steps": d["strict_steps"],
-        "alert_after": d["alert_after"],
-        "alerts": tuple(d["alerts"]),
-        "tags": tuple(d["tags"]),
-    }
+    return spec_fields_from_store(json.loads(text))
 
 
 CHECK_COLUMNS = "id, uuid, slug, spec, source, paused, archived_at, created_at"

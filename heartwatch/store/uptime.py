@@ -4,7 +4,7 @@ A run counts in a window when it started (or, for a missed run, was expected) in
 are left out until they end. Every run that ended is one the schedule expected or the job reported, so the
 share of ok ones among them is what the check page calls uptime, and the others are its failures (failed,
 timed out, interrupted, missed). Read from the runs_by_start index alone (migration 8), for every check of
-a page in one statement.
+a page in one statement (`SqliteReads.uptimes`).
 
 Runs older than the retention (`[server] retention` runs per check) are pruned, so a busy check's 30 days
 may cover fewer runs than it had; the window's count says how many were judged.
@@ -12,11 +12,10 @@ may cover fewer runs than it had; the window's count says how many were judged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import aiosqlite
+from typing import Any
 
 from heartwatch.core.model import RunState
 
@@ -50,21 +49,20 @@ class Uptime:
         return f"{text}%"
 
 
-async def uptimes(reader: aiosqlite.Connection, check_ids: Sequence[int], now: datetime
-                  ) -> dict[int, list[Uptime]]:
-    """Each check's uptime over every window in WINDOWS, shortest first; checks without runs get empty windows."""
-    if not check_ids:
-        return {}
+def uptime_query(check_ids: Sequence[int], now: datetime) -> tuple[str, tuple[Any, ...]]:
+    """The statement (and its parameters) that counts these checks' ended runs and failures in each window."""
     now_ts = now.timestamp()
     cuts = [now_ts - span.total_seconds() for _, span in WINDOWS]
-    columns = ", ".join(f"SUM(started_at >= {cut!r}), SUM(started_at >= {cut!r} AND state != ?)" for cut in cuts)
+    columns = ", ".join("SUM(started_at >= ?), SUM(started_at >= ? AND state != ?)" for _ in cuts)
     marks = ",".join("?" * len(check_ids))
     ok = RunState.OK.value
     sql = (f"SELECT check_id, {columns} FROM runs WHERE check_id IN ({marks}) AND started_at >= ? AND state != ?"
            " GROUP BY check_id")
-    params = (*([ok] * len(cuts)), *check_ids, min(cuts), RunState.RUNNING.value)
-    async with reader.execute(sql, params) as cur:
-        rows = list(await cur.fetchall())
+    return sql, (*(x for cut in cuts for x in (cut, cut, ok)), *check_ids, min(cuts), RunState.RUNNING.value)
+
+
+def uptimes_from(rows: Iterable[Sequence[Any]], check_ids: Sequence[int]) -> dict[int, list[Uptime]]:
+    """The query's rows as each check's windows, shortest first; a check without runs gets empty windows."""
     out = {cid: [Uptime(label, 0, 0) for label, _ in WINDOWS] for cid in check_ids}
     for cid, *counts in rows:
         out[cid] = [Uptime(label, int(counts[2 * i] or 0), int(counts[2 * i + 1] or 0))

@@ -8,9 +8,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from heartwatch.core.durations import format_duration
-from heartwatch.core.model import Check, Run, Watch
+from heartwatch.core.model import Check, Run
+from heartwatch.core.settings import api_settings
 from heartwatch.core.status import check_status
+from heartwatch.store.base import CheckSnapshot
 from heartwatch.store.codec import from_ts, iso
 from heartwatch.web.hub import Hub, hub_of
 
@@ -40,7 +41,8 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
-def check_json(hub: Hub, check: Check, last_run: Run | None, watch: Watch | None = None) -> dict[str, Any]:
+def check_json(hub: Hub, snap: CheckSnapshot) -> dict[str, Any]:
+    check, last_run, watch = snap.check, snap.last_run, snap.watch
     spec = check.spec
     return {
         "slug": check.slug,
@@ -50,16 +52,7 @@ def check_json(hub: Hub, check: Check, last_run: Run | None, watch: Watch | None
         "next_expected_at": iso(watch.expected_at) if watch and not check.paused else None,
         "ping_url": hub.ping_url(check.uuid),
         "slug_ping_url": hub.slug_url(check.slug),
-        "schedule": spec.schedule,
-        "period": format_duration(spec.period) if spec.period else None,
-        "timezone": spec.timezone,
-        "start_grace": format_duration(spec.start_grace),
-        "max_runtime": format_duration(spec.max_runtime) if spec.max_runtime else None,
-        "min_runtime": format_duration(spec.min_runtime) if spec.min_runtime else None,
-        "steps": [{"name": s.name, "max": format_duration(s.max) if s.max else None} for s in spec.steps],
-        "strict_steps": spec.strict_steps,
-        "alert_after": spec.alert_after,
-        "tags": list(spec.tags),
+        **api_settings(spec),  # the table of check settings says which and how
         "paused": check.paused,
         "archived": check.archived,
         "source": check.source,
@@ -76,10 +69,7 @@ def limit_param(request: Request, default: int, most: int = 1000) -> int:
 
 async def list_checks(request: Request) -> Response:
     hub = hub_of(request)
-    checks = await hub.store.checks()
-    last = await hub.store.last_runs()
-    watches = await hub.store.watches()
-    return JSONResponse({"checks": [check_json(hub, c, last.get(c.id), watches.get(c.id)) for c in checks]})
+    return JSONResponse({"checks": [check_json(hub, snap) for snap in await hub.store.snapshots()]})
 
 
 async def _check_or_404(request: Request) -> Check | None:
@@ -88,11 +78,10 @@ async def _check_or_404(request: Request) -> Check | None:
 
 async def get_check(request: Request) -> Response:
     hub = hub_of(request)
-    check = await _check_or_404(request)
-    if check is None:
+    snap = await hub.store.snapshot(request.path_params["slug"])
+    if snap is None:
         return error(404, "no such check", "slug")
-    runs = await hub.store.runs(check.id, limit=1)
-    return JSONResponse(check_json(hub, check, runs[0] if runs else None, await hub.store.watch(check.id)))
+    return JSONResponse(check_json(hub, snap))
 
 
 async def list_runs(request: Request) -> Response:

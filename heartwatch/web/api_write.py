@@ -13,7 +13,6 @@ resuming them is allowed, since that is an operator's action (maintenance) and n
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -26,9 +25,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from heartwatch.config import SLUG_RE, ConfigError, Settings, parse_check
-from heartwatch.core.durations import format_duration
+from heartwatch.config import Settings
 from heartwatch.core.model import CheckSpec
+from heartwatch.core.settings import BY_KEY, parse_check, spec_table
+from heartwatch.core.values import SLUG_RE, ConfigError
 from heartwatch.store.sqlite import ApiOutcome, ApiWrite
 from heartwatch.web.api import check_json, error
 from heartwatch.web.hub import Hub, hub_of
@@ -38,7 +38,7 @@ log = logging.getLogger("heartwatch.web.api")
 #: A check's settings fit in a few kilobytes; anything far larger is a mistake, refused before it is read.
 MAX_BODY = 64_000
 #: The keys a body may carry besides `slug`: exactly those of a `[checks.<slug>]` table.
-CHECK_KEYS = frozenset(f.name for f in dataclasses.fields(CheckSpec)) - {"slug"}
+CHECK_KEYS = frozenset(BY_KEY)
 NO_TOKEN = ("writes are disabled because no API token is configured: set [api] tokens in heartwatch.toml, "
             "or HEARTWATCH_API_TOKEN (or HEARTWATCH_API_TOKEN_FILE), and restart heartwatch")
 READ_ONLY = ("check {slug!r} is defined in the config file, which is read-only through the API (the file "
@@ -78,27 +78,6 @@ def authorize(tokens: tuple[str, ...], header: str | None) -> None:
         matched |= hmac.compare_digest(given_digest, hashlib.sha256(token.encode()).digest())
     if not matched:
         raise ApiError(401, "wrong API token")
-
-
-def spec_table(spec: CheckSpec) -> dict[str, Any]:
-    """A spec as the `[checks.<slug>]` table (JSON-able) that parses back to it: the base a PATCH merges into."""
-    table: dict[str, Any] = {
-        "name": spec.name,
-        "timezone": spec.timezone,
-        "start_grace": format_duration(spec.start_grace),
-        "steps": [{"name": s.name, "max": format_duration(s.max)} if s.max else s.name for s in spec.steps],
-        "strict_steps": spec.strict_steps,
-        "alert_after": spec.alert_after,
-        "alerts": list(spec.alerts),
-        "tags": list(spec.tags),
-    }
-    if spec.schedule is not None:
-        table["schedule"] = spec.schedule
-    for key in ("period", "max_runtime", "min_runtime"):
-        value = getattr(spec, key)
-        if value is not None:
-            table[key] = format_duration(value)
-    return table
 
 
 def reject_unknown(table: dict[str, Any]) -> None:
@@ -202,12 +181,10 @@ async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200
         return error(404, f"no such check{hint}", "slug")
     if result.outcome is ApiOutcome.READ_ONLY:
         return error(409, READ_ONLY.format(slug=slug), "slug")
-    check = await hub.store.check(slug)
-    assert check is not None  # the write committed before we got here
-    runs = await hub.store.runs(check.id, limit=1)
+    snap = await hub.store.snapshot(slug)
+    assert snap is not None  # the write committed before we got here
     headers = {"Location": f"/api/v1/checks/{slug}"} if result.outcome is ApiOutcome.CREATED else None
-    watch = await hub.store.watch(check.id)
-    return JSONResponse(check_json(hub, check, runs[0] if runs else None, watch), status, headers=headers)
+    return JSONResponse(check_json(hub, snap), status, headers=headers)
 
 
 async def create_check(request: Request, hub: Hub) -> Response:

@@ -18,8 +18,8 @@ from heartwatch.web.security import HEADERS, SecurityHeaders
 
 
 async def healthz(request: Request) -> Response:
-    rows = await hub_of(request).store.fetchall("SELECT 1")
-    return JSONResponse({"status": "ok" if rows else "degraded"})
+    healthy = await hub_of(request).store.is_healthy()
+    return JSONResponse({"status": "ok" if healthy else "degraded"})
 
 
 async def not_found(request: Request, exc: Exception) -> Response:

@@ -1,12 +1,13 @@
 """The check form: a `[checks.<slug>]` table as form fields, and the posted form back into that table.
 
-The fields are the table's keys (`api_write.CHECK_KEYS`, which come from the spec itself), so a setting
-added to the spec shows up in the form; how each one is edited (a line of text, a number, a checkbox,
-one value per line, the steps' rows) and its label are `WIDGETS` below. The posted table is checked by
-`api_write.validate`, the same code the config file and the API use, so a bad value gets the message
-they give, shown beside its field. Nothing here reads the clock or the store.
+The fields are the settings table (core/settings.py, CHECK_SETTINGS), in its order: a setting added there
+shows up in the form, edited as its Kind says (a line of text, a number, a checkbox, one value per line,
+the steps' rows, a time zone to pick); the hint beside it is the setting's meaning and default. Only the
+short labels are kept here. The posted table is checked by `api_write.validate`, the same code the config
+file and the API use, so a bad value gets the message they give, shown beside its field. Nothing here reads
+the clock or the store.
 
-Alert targets are Apprise URLs that carry tokens, and no page shows them: the edit form lists the current
+Secret settings (alert targets: Apprise URLs carry tokens) are never shown: the edit form lists the current
 ones redacted, each with a box to keep it, and takes new ones in a field that starts empty.
 """
 
@@ -14,16 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from heartwatch.config import ConfigError, parse_check
+from heartwatch.core import settings
 from heartwatch.core.durations import format_duration
 from heartwatch.core.model import CheckSpec
 from heartwatch.core.schedule import describe_schedule, next_starts
+from heartwatch.core.settings import CHECK_SETTINGS, CheckSetting
 from heartwatch.engine.notify import redact
-from heartwatch.web.api_write import CHECK_KEYS, ApiError, spec_table
+from heartwatch.web.api_write import ApiError, spec_table
 from heartwatch.web.format import local_text
 
 #: Empty step rows offered below the check's steps (more after a save, or with the page's "add a step").
@@ -44,49 +47,32 @@ class Widget(StrEnum):
     LINES = "lines"  # a list: one value per line
     ZONE = "zone"  # a time zone, with the known names to pick from
     STEPS = "steps"  # rows of name and max
-    TARGETS = "targets"  # alert URLs: kept ones redacted, new ones typed
+    TARGETS = "targets"  # secret strings (alert URLs): kept ones redacted, new ones typed
 
 
-@dataclass(frozen=True)
-class Widgeted:
-    widget: Widget
-    label: str
-    hint: str = ""
-
-
-#: How each key of a check table is edited. A key without an entry is a line of text labelled with its name.
-WIDGETS: dict[str, Widgeted] = {
-    "name": Widgeted(Widget.TEXT, "Display name", "Optional; the slug is shown when empty."),
-    "schedule": Widgeted(Widget.TEXT, "Schedule (cron)",
-                         "Five fields: minute hour day month weekday, or @hourly, @daily, @weekly, @monthly. "
-                         "Leave empty for a period."),
-    "period": Widgeted(Widget.TEXT, "Or a period", "A start every so long after the previous one, e.g. 1h."),
-    "timezone": Widgeted(Widget.ZONE, "Time zone", "The zone the schedule is read in, e.g. Europe/Berlin."),
-    "start_grace": Widgeted(Widget.TEXT, "Start grace", "How late a start may come before it counts as missed "
-                            "(default 15m)."),
-    "max_runtime": Widgeted(Widget.TEXT, "Max runtime", "A started run must finish within this, e.g. 2h."),
-    "min_runtime": Widgeted(Widget.TEXT, "Min runtime", "A finish sooner than this is suspicious, e.g. 30s."),
-    "steps": Widgeted(Widget.STEPS, "Steps", "The job's named steps in order; max is the time allowed since the "
-                      "previous step."),
-    "strict_steps": Widgeted(Widget.CHECKBOX, "Strict steps", "A finish that skipped a declared step counts as "
-                             "failed."),
-    "alert_after": Widgeted(Widget.NUMBER, "Alert after", "Consecutive bad runs before the first alert (default 1)."),
-    "recover_after": Widgeted(Widget.NUMBER, "Recover after", "Consecutive good runs before it counts as "
-                              "recovered (default 1)."),
-    "remind_every": Widgeted(Widget.TEXT, "Remind every", "While down, a reminder this often; 0 = never."),
-    "alerts": Widgeted(Widget.TARGETS, "Alert targets", "Apprise URLs for this check, added to [alerts] urls; "
-                       "one per line."),
-    "tags": Widgeted(Widget.LINES, "Tags", "One per line."),
-    "methods": Widgeted(Widget.LINES, "Methods", "Only pings with these HTTP methods count; one per line."),
-    "fail_keywords": Widgeted(Widget.LINES, "Fail keywords", "A finish whose body contains one of these counts "
-                              "as failed; one per line."),
-    "resume_on_ping": Widgeted(Widget.CHECKBOX, "Resume on ping", "A ping to a paused check resumes it."),
-    "maintenance": Widgeted(Widget.LINES, "Maintenance windows", "Recurring windows without alerts, in the "
-                            "check's zone, e.g. Sat 02:00-04:00; one per line."),
+#: Short labels; a setting without one is labelled from its key.
+LABELS: dict[str, str] = {
+    "name": "Display name", "schedule": "Schedule (cron)", "period": "Or a period", "timezone": "Time zone",
+    "start_grace": "Start grace", "max_runtime": "Max runtime", "min_runtime": "Min runtime", "steps": "Steps",
+    "strict_steps": "Strict steps", "alert_after": "Alert after", "recover_after": "Recover after",
+    "remind_every": "Remind every", "alerts": "Alert targets", "tags": "Tags", "methods": "Methods",
+    "fail_keywords": "Fail keywords", "resume_on_ping": "Resume on ping", "maintenance": "Maintenance windows",
 }
 
-#: The order of the form: the keys above first, as listed, then any other key of the table.
-_ORDER = {key: i for i, key in enumerate(WIDGETS)}
+
+def widget_of(setting: CheckSetting) -> Widget:
+    kind = setting.kind
+    if kind is settings.STEPS:
+        return Widget.STEPS
+    if kind is settings.TIMEZONE:
+        return Widget.ZONE
+    if kind is settings.BOOLEAN:
+        return Widget.CHECKBOX
+    if kind.schema.get("type") == "integer":
+        return Widget.NUMBER
+    if kind.schema.get("type") == "array":
+        return Widget.TARGETS if setting.secret else Widget.LINES
+    return Widget.TEXT
 
 
 @dataclass(frozen=True)
@@ -101,12 +87,17 @@ class FormField:
         return f"f-{self.key}"
 
 
-def form_fields(keys: Sequence[str] | frozenset[str] = CHECK_KEYS) -> list[FormField]:
-    """The form's fields, one per key of a check table, in the form's order."""
+def form_fields(table: Sequence[CheckSetting] = CHECK_SETTINGS) -> list[FormField]:
+    """The form's fields: one per setting, in the table's order, each with its meaning and default as its hint."""
     out = []
-    for key in sorted(keys, key=lambda k: (_ORDER.get(k, len(_ORDER)), k)):
-        w = WIDGETS.get(key, Widgeted(Widget.TEXT, key.replace("_", " ").capitalize()))
-        out.append(FormField(key, w.widget, w.label, w.hint))
+    for s in table:
+        widget = widget_of(s)
+        hint = s.meaning
+        if widget in (Widget.LINES, Widget.TARGETS):
+            hint += " One per line."
+        if widget is not Widget.STEPS and not s.secret:
+            hint += f" Default: {s.describe_default()}."
+        out.append(FormField(s.key, widget, LABELS.get(s.key, s.key.replace("_", " ").capitalize()), hint))
     return out
 
 
@@ -151,18 +142,9 @@ def state_of(spec: CheckSpec) -> FormState:
             state.steps = [(s.name, format_duration(s.max) if s.max else "") for s in spec.steps]
         elif f.widget is Widget.TARGETS:
             state.targets = [KeptTarget(i, redact(url)) for i, url in enumerate(spec.alerts)]
-        elif f.key in table:
+        elif f.key in table:  # optional settings left unset are not in it: their fields stay empty
             state.values[f.key] = _text(table[f.key])
-        elif hasattr(spec, f.key):
-            state.values[f.key] = _text(_plain(getattr(spec, f.key)))
     return state
-
-
-def _plain(value: Any) -> Any:
-    """A spec value as the table would write it (durations as `1h30m`)."""
-    if isinstance(value, timedelta):
-        return format_duration(value)
-    return value
 
 
 def _lines(text: str) -> list[str]:

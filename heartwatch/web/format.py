@@ -17,7 +17,7 @@ from heartwatch.core.model import CheckStatus, PingKind, Run, RunFlag, RunState
 from heartwatch.store.codec import iso
 
 if TYPE_CHECKING:
-    from heartwatch.web.page_data import StripRun
+    from heartwatch.store.base import StripRun
 
 #: A check's status as a word; the CSS class `st-<value>` gives it its colour.
 STATUS_WORDS: dict[CheckStatus, str] = {

@@ -3,8 +3,8 @@
 Per check (archived ones left out): its status, whether it is up, the last run's duration and state, the
 time since its last good run, and its runs by state. Process-wide: pings received, counted in memory
 since the process started (events are pruned, so no table can count them), and alerts and deliveries,
-counted from the outbox tables (so they survive a restart). Everything is read at scrape time from the
-store's read connection; nothing is cached between scrapes.
+counted from the outbox tables (so they survive a restart). Everything is read at scrape time through the
+store's reads (snapshots and metrics_rows); nothing is cached between scrapes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from starlette.routing import Route
 from heartwatch.clock import Clock
 from heartwatch.core.model import CheckStatus, RunState
 from heartwatch.core.status import check_status
-from heartwatch.store.sqlite import PingResult, Store
+from heartwatch.store.base import Reads
+from heartwatch.store.sqlite import PingResult
 from heartwatch.web.hub import hub_of
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -69,20 +70,12 @@ class Family:
         return lines
 
 
-async def collect(store: Store, clock: Clock, pings: PingCounter) -> list[Family]:
+async def collect(store: Reads, clock: Clock, pings: PingCounter) -> list[Family]:
     """Every metric family with its samples, read from the store now."""
     now = clock()
-    checks = await store.checks()
-    last_runs = await store.last_runs()
-    watches = await store.watches()
-    # The newest run that ended, missed ones aside: a missed run never ran, so it has no duration.
-    durations = {r[0]: r[2] - r[1] for r in await store.fetchall(
-        "SELECT check_id, started_at, ended_at FROM runs WHERE id IN (SELECT MAX(id) FROM runs"
-        " WHERE ended_at IS NOT NULL AND state != 'missed' GROUP BY check_id)")}
-    last_ok = {r[0]: r[1] for r in await store.fetchall(
-        "SELECT check_id, MAX(ended_at) FROM runs WHERE state = 'ok' GROUP BY check_id")}
-    run_counts = {(r[0], r[1]): r[2] for r in await store.fetchall(
-        "SELECT check_id, state, count(*) FROM runs GROUP BY check_id, state")}
+    snapshots = await store.snapshots()
+    rows = await store.metrics_rows()
+    durations, last_ok, run_counts = rows.last_duration, rows.last_ok_at, rows.runs_by_state
 
     status = Family("heartwatch_check_status", "gauge", "1 for the check's current status, 0 for the others.")
     up = Family("heartwatch_check_up", "gauge", "0 while the check is down (its newest run went bad), else 1.")
@@ -92,11 +85,10 @@ async def collect(store: Store, clock: Clock, pings: PingCounter) -> list[Family
     since_ok = Family("heartwatch_seconds_since_last_ok", "gauge",
                       "Seconds since the check's newest successful run ended.")
     runs_total = Family("heartwatch_runs_total", "counter", "Runs of the check by state (kept runs).")
-    for check in checks:
+    for snap in snapshots:
+        check, last = snap.check, snap.last_run
         slug = check.slug
-        last = last_runs.get(check.id)
-        watch = watches.get(check.id)
-        current = check_status(check, last, now, watch)
+        current = check_status(check, last, now, snap.watch)
         for s in CheckStatus:
             status.add(int(s is current), slug=slug, status=s.value)
         up.add(int(current is not CheckStatus.DOWN), slug=slug)
@@ -108,24 +100,22 @@ async def collect(store: Store, clock: Clock, pings: PingCounter) -> list[Family
         if check.id in last_ok:
             since_ok.add(round(max(0.0, now.timestamp() - last_ok[check.id]), 3), slug=slug)
         for state in RunState:
-            runs_total.add(run_counts.get((check.id, state.value), 0), slug=slug, state=state.value)
+            runs_total.add(run_counts.get((check.id, state), 0), slug=slug, state=state.value)
 
     ping_family = Family("heartwatch_pings_total", "counter",
                          "Pings stored since this process started, by outcome (recorded, or created a check).")
     for outcome in ("recorded", "created"):
         ping_family.add(pings.counts[outcome], outcome=outcome)
     alerts = Family("heartwatch_alerts_total", "counter", "Alerts written to the outbox, by kind.")
-    for kind, n in await store.fetchall("SELECT kind, count(*) FROM alerts GROUP BY kind ORDER BY kind"):
+    for kind, n in rows.alerts_by_kind:
         alerts.add(n, kind=kind)
-    [(delivered, gave_up, pending)] = await store.fetchall(
-        "SELECT count(delivered_at), count(gave_up_at), count(next_attempt_at) FROM deliveries")
     deliveries = Family("heartwatch_alert_deliveries_total", "counter",
                         "Alert deliveries (one per alert and target) that ended, by outcome.")
-    deliveries.add(delivered, outcome="delivered")
-    deliveries.add(gave_up, outcome="gave_up")
+    deliveries.add(rows.delivered, outcome="delivered")
+    deliveries.add(rows.gave_up, outcome="gave_up")
     # Pending goes down as well as up, so it is a gauge of its own, not a third outcome of the counter.
     waiting = Family("heartwatch_alert_deliveries_pending", "gauge", "Alert deliveries still to be attempted.")
-    waiting.add(pending)
+    waiting.add(rows.pending)
     return [status, up, duration, last_state, since_ok, runs_total, ping_family, alerts, deliveries, waiting]
 
 

@@ -14,8 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from heartwatch import __version__
+from heartwatch.core import settings
 from heartwatch.core.model import CheckStatus, PingKind, RunFlag, RunState
-from heartwatch.web.api_write import CHECK_KEYS
 from heartwatch.web.hub import hub_of
 
 JSON = "application/json"
@@ -38,8 +38,7 @@ def _error(description: str) -> dict[str, Any]:
 
 
 TIME = {"type": "string", "format": "date-time", "description": "ISO 8601 in UTC, e.g. 2024-05-01T02:00:00.000Z"}
-DURATION = {"type": "string", "pattern": r"^\s*(0|(\d+[smhdwSMHDW])+)\s*$",
-            "description": "A duration like 90s, 15m, 2h, 1d or 1h30m", "examples": ["15m", "1h30m"]}
+DURATION = settings.DURATION_SCHEMA
 SLUG = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$", "description": "The check's slug"}
 RUN_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}
 
@@ -51,27 +50,10 @@ def _limit(default: int) -> dict[str, Any]:
             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": default}}
 
 
-_CHECK_SETTINGS: dict[str, Any] = {
-    "name": {"type": "string", "description": "Display name"},
-    "schedule": {"type": "string", "description": "Cron expression (five fields), evaluated in `timezone`",
-                 "examples": ["0 2 * * *"]},
-    "period": {**DURATION, "description": "Or: a start every period (not together with schedule)"},
-    "timezone": {"type": "string", "description": "IANA time zone; default: the server's ([server] timezone)",
-                 "examples": ["Europe/Berlin"]},
-    "start_grace": {**DURATION, "description": "How late a start may come before it counts as missed (15m)"},
-    "max_runtime": {**DURATION, "description": "A started run must finish within this"},
-    "min_runtime": {**DURATION, "description": "A finish sooner than this is suspicious"},
-    "steps": {"type": "array", "description": "The ordered job chain; `max`: time allowed since the previous step",
-              "items": {"anyOf": [{"type": "string"}, {
-                  "type": "object", "required": ["name"], "additionalProperties": False,
-                  "properties": {"name": {"type": "string"}, "max": DURATION}}]}},
-    "strict_steps": {"type": "boolean", "description": "A finish that skipped a declared step counts as failed"},
-    "alert_after": {"type": "integer", "minimum": 1, "maximum": 1000,
-                    "description": "Consecutive bad runs before the first alert"},
-    "alerts": {"type": "array", "items": {"type": "string"}, "description": "Apprise URLs added to [alerts].urls"},
-    "tags": {"type": "array", "items": {"type": "string"}},
-}
-assert set(_CHECK_SETTINGS) == CHECK_KEYS, "the document must list exactly the keys the API accepts"
+#: Each key a create or patch body may carry, and each setting a check's JSON shows: the table of check
+#: settings (core/settings.py) gives both.
+_CHECK_SETTINGS: dict[str, Any] = settings.input_schemas()
+_CHECK_OUTPUT = settings.output_schemas()
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -109,8 +91,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Check": {
         "type": "object",
-        "required": ["slug", "name", "uuid", "status", "ping_url", "slug_ping_url", "schedule", "period", "timezone",
-                     "start_grace", "max_runtime", "min_runtime", "steps", "strict_steps", "alert_after", "tags",
+        "required": ["slug", "name", "uuid", "status", "ping_url", "slug_ping_url", *_CHECK_OUTPUT,
                      "paused", "archived", "source", "last_run", "next_expected_at"],
         "properties": {
             "slug": SLUG,
@@ -119,16 +100,7 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": [s.value for s in CheckStatus]},
             "ping_url": {"type": "string", "format": "uri"},
             "slug_ping_url": {"type": "string", "format": "uri"},
-            "schedule": _nullable({"type": "string"}),
-            "period": _nullable(DURATION),
-            "timezone": {"type": "string"},
-            "start_grace": DURATION,
-            "max_runtime": _nullable(DURATION),
-            "min_runtime": _nullable(DURATION),
-            "steps": {"type": "array", "items": _ref("StepSpec")},
-            "strict_steps": {"type": "boolean"},
-            "alert_after": {"type": "integer"},
-            "tags": {"type": "array", "items": {"type": "string"}},
+            **_CHECK_OUTPUT,
             "paused": {"type": "boolean"},
             "archived": {"type": "boolean"},
             "source": {"type": "string", "enum": ["config", "api", "ping"],

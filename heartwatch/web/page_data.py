@@ -1,27 +1,22 @@
-"""What the status pages show, gathered from the store into plain values the templates only lay out.
-
-The reads the store has no method for (recent runs of every check in one query, alerts, the change
-token for live refresh) are SQL here, on the store's read connection; nothing here writes.
-"""
+"""What the status pages show, gathered from the store's reads into plain values the templates only lay out:
+the overview's counts, order and pages, a run's chain, where a run stopped, the event log's bodies."""
 
 from __future__ import annotations
 
 import gc
-import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from heartwatch.core.model import BAD_STATES, Check, CheckStatus, Run, RunFlag, RunState, Watch
 from heartwatch.core.schedule import next_expected_start
 from heartwatch.core.status import check_status, status_of_parts
-from heartwatch.store import codec
-from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS, from_ts
-from heartwatch.store.sqlite import Store
+from heartwatch.store.base import Reads, StripRun
+from heartwatch.store.codec import from_ts
 
 #: Runs drawn in the overview's strip per check.
 STRIP_RUNS = 30
@@ -42,32 +37,6 @@ _PROCESS_NONCE = secrets.token_hex(4)
 #: Pages show coarse relative times ("3 min ago") and statuses that turn late with the clock: a page
 #: whose data did not change is still re-rendered this often.
 CLOCK_GRAIN_S = 10
-
-_R_COLUMNS = ", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))
-_STATES = {s.value: s for s in RunState}
-
-
-class StripRun(NamedTuple):
-    """A run as its cell in the overview's strip shows it, from plain columns: its steps' JSON (the bulk of a
-    run's row) is not decoded, and its times stay epoch seconds until a cell is drawn (see web_format).
-    `last_step` is the name of its newest step, which the runs table keeps beside the steps for list views."""
-
-    id: int
-    state: RunState
-    started_ts: float
-    ended_ts: float | None
-    exit_code: int | None
-    last_step: str | None
-
-    @property
-    def started_at(self) -> datetime:
-        return datetime.fromtimestamp(self.started_ts, UTC)
-
-    @property
-    def duration(self) -> timedelta | None:
-        # As Run.duration: the difference of the two datetimes, so it rounds as the run page's does.
-        return None if self.ended_ts is None else datetime.fromtimestamp(self.ended_ts, UTC) - self.started_at
-
 
 @dataclass
 class CheckRow:
@@ -122,30 +91,9 @@ class ChainItem:
     flags: list[RunFlag] = field(default_factory=list)
 
 
-async def change_token(store: Store, now: datetime) -> str:
+async def change_token(store: Reads, now: datetime) -> str:
     """An ETag for live refresh: changes whenever any write commits, and with the clock's grain."""
-    rows = await store.fetchall("PRAGMA data_version")
-    return f'"{_PROCESS_NONCE}-{rows[0][0]}-{int(now.timestamp()) // CLOCK_GRAIN_S}"'
-
-
-async def recent_runs(store: Store, limit: int, check_ids: list[int]) -> dict[int, tuple[Run, list[StripRun]]]:
-    """The newest `limit` runs of each of these checks in one query (the index does the limit): the newest
-    decoded whole, and all of them, newest first, as strip cells."""
-    if not check_ids:
-        return {}
-    rows = await store.fetchall(
-        f"SELECT r.check_id, r.id, r.state, r.started_at, r.ended_at, r.exit_code, r.last_step, {_R_COLUMNS}"
-        " FROM checks c JOIN runs r ON r.id IN (SELECT id FROM runs WHERE check_id = c.id ORDER BY id DESC LIMIT ?)"
-        f" WHERE c.id IN ({','.join('?' * len(check_ids))}) ORDER BY r.id DESC", (limit, *check_ids))
-    out: dict[int, tuple[Run, list[StripRun]]] = {}
-    for check_id, run_id, state, started, ended, exit_code, last_step, *full in rows:
-        cell = StripRun(run_id, _STATES[state], started, ended, exit_code, last_step)
-        seen = out.get(check_id)
-        if seen is None:
-            out[check_id] = (codec.run_from_row(full), [cell])
-        else:
-            seen[1].append(cell)
-    return out
+    return f'"{_PROCESS_NONCE}-{await store.change_version()}-{int(now.timestamp()) // CLOCK_GRAIN_S}"'
 
 
 def expected_start(check: Check, watch: Watch | None, last_run: Run | None, now: datetime) -> datetime | None:
@@ -166,8 +114,8 @@ def status_of(check: Check, last_run: Run | None, watch: Watch | None, now: date
     return check_status(check, last_run, now, watch)
 
 
-#: What the overview reads for every check, enough to count, filter, search and order it: (display name, id,
-#: tags, slug). A plain tuple: there is one per check on every request.
+#: What the overview keeps of every check to count, filter, search and order it: (display name, id, tags, slug).
+#: A plain tuple: there is one per check on every request.
 _Line = tuple[str, int, tuple[str, ...], str]
 
 
@@ -180,56 +128,26 @@ class _Lines:
         return sum(len(group) for group in self.by_status.values())
 
 
-#: (name, tags) by spec JSON: what every check's line needs from its spec, decoded once per distinct spec.
-#: Keyed by the text itself, so a changed spec is a new key: the cache never answers with a stale name.
-_SUMMARIES: dict[str, tuple[str, tuple[str, ...]]] = {}
-
-
-def _summary(spec: str) -> tuple[str, tuple[str, ...]]:
-    d = json.loads(spec)
-    summary = _SUMMARIES[spec] = (d.get("name") or "", tuple(d.get("tags") or ()))
-    return summary
-
-
-async def _lines(store: Store, now: datetime) -> _Lines:
-    # One statement, so one snapshot: every check with its spec's JSON text (decoded only when the spec is
-    # new to this process, see _SUMMARIES) and its newest run's state (from the runs_by_check index alone,
-    # see migration 3); then, as rows with a NULL slug, the few watches already due. Only those can make a check
-    # late, and reading them apart costs one scan of watches instead of a lookup per check. Specs, runs and
-    # strips are decoded only for the checks on the page.
-    now_ts = now.timestamp()
-    rows = await store.fetchall(
-        "SELECT c.id, c.slug, c.spec, c.paused,"
-        " (SELECT state FROM runs r WHERE r.check_id = c.id ORDER BY r.id DESC LIMIT 1), NULL, NULL"
-        " FROM checks c WHERE c.archived_at IS NULL"
-        " UNION ALL SELECT check_id, NULL, NULL, NULL, NULL, expected_at, start_deadline FROM watches"
-        " WHERE expected_at <= ?", (now_ts,))
-    due = {row[0]: (row[5], row[6]) for row in rows if row[1] is None}
-    if len(_SUMMARIES) > 2 * len(rows) + 1000:
-        _SUMMARIES.clear()  # specs changed many times over: forget the old ones
-    summaries = _SUMMARIES
+async def _lines(store: Reads, now: datetime) -> _Lines:
+    # Specs, runs and strips are decoded only for the checks on the page; here only each check's status line.
+    read = await store.status_lines(now)
+    due = read.due
     by_status: dict[CheckStatus, list[_Line]] = {s: [] for s in SEVERITY}
     tags_seen: set[tuple[str, ...]] = set()
     # Without a due expectation a check's status depends only on (paused, newest run's state): each
     # combination is worked out once, and its lines are appended to straight away.
-    undue: dict[tuple[int, str | None], list[_Line]] = {}
-    for cid, slug, spec, paused, state, _, _ in rows:
-        if slug is None:
-            continue  # a due watch, read above
-        name, tags = summaries.get(spec) or _summary(spec)
+    undue: dict[tuple[bool, RunState | None], list[_Line]] = {}
+    for cid, name, tags, paused, state, slug in read.lines:
         if tags:
             tags_seen.add(tags)
         if cid in due:
             expected_at, deadline = due[cid]
-            status = status_of_parts(bool(paused), _STATES[state] if state else None, now, from_ts(expected_at),
-                                     from_ts(deadline))
-            by_status[status].append((name or slug, cid, tags, slug))
+            by_status[status_of_parts(paused, state, now, expected_at, deadline)].append((name, cid, tags, slug))
             continue
         group = undue.get((paused, state))
         if group is None:
-            status = status_of_parts(bool(paused), _STATES[state] if state else None, now, None, None)
-            group = undue[paused, state] = by_status[status]
-        group.append((name or slug, cid, tags, slug))
+            group = undue[paused, state] = by_status[status_of_parts(paused, state, now, None, None)]
+        group.append((name, cid, tags, slug))
     return _Lines(by_status, {t for tags in tags_seen for t in tags})
 
 
@@ -266,7 +184,7 @@ def _cycle_collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-async def overview(store: Store, now: datetime, tag: str | None, status: str | None, page: int = 1,
+async def overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int = 1,
                    query: str = "") -> Overview:
     # Paused until the lines are gone again, so the collector, back on, finds nothing of them to walk.
     with _cycle_collector_paused():
@@ -278,7 +196,7 @@ def matches(line: _Line, query: str) -> bool:
     return query in line[3] or query in line[0].lower() or any(query in t.lower() for t in line[2])
 
 
-async def _overview(store: Store, now: datetime, tag: str | None, status: str | None, page: int,
+async def _overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int,
                     query: str) -> Overview:
     lines = await _lines(store, now)
     counts = {s: len(lines.by_status[s]) for s in COUNTED}
@@ -296,12 +214,9 @@ async def _overview(store: Store, now: datetime, tag: str | None, status: str | 
     page = min(max(1, page), pages)
     on_page = _ordered_page(groups, (page - 1) * PAGE_SIZE, page * PAGE_SIZE)
     ids = [x[1] for _, x in on_page]
-    marks = ",".join("?" * len(ids))
-    checks = {c.id: c for c in (codec.check_from_row(r) for r in await store.fetchall(
-        f"SELECT {CHECK_COLUMNS} FROM checks WHERE id IN ({marks})", tuple(ids)))} if ids else {}
-    watches = {r[0]: codec.watch_from_row(r[1:]) for r in await store.fetchall(
-        f"SELECT check_id, {codec.WATCH_COLUMNS} FROM watches WHERE check_id IN ({marks})", tuple(ids))} if ids else {}
-    recent = await recent_runs(store, STRIP_RUNS, ids)
+    checks = await store.checks_by_id(ids)
+    watches = await store.watches_of(ids)
+    recent = await store.recent_runs(ids, STRIP_RUNS)
     rows = []
     for line_status, (_, cid, _, _) in on_page:
         check, watch = checks[cid], watches.get(cid)
@@ -359,16 +274,6 @@ def chain(check: Check, run: Run, now: datetime) -> list[ChainItem]:
     else:
         items.append(ChainItem("finish", "end", "pending", None, None, spec.max_runtime))
     return items
-
-
-async def alerts(store: Store, check_id: int, limit: int = 20, run_id: int | None = None) -> list[dict[str, Any]]:
-    """Alerts the scheduler recorded for a check (or one run), newest first."""
-    where, params = ("check_id = ?", (check_id,)) if run_id is None else ("check_id = ? AND run_id = ?",
-                                                                         (check_id, run_id))
-    rows = await store.fetchall(f"SELECT id, run_id, kind, title, body, created_at FROM alerts WHERE {where}"
-                                " ORDER BY id DESC LIMIT ?", (*params, limit))
-    return [{"id": r[0], "run_id": r[1], "kind": r[2], "title": r[3], "body": r[4], "at": from_ts(r[5])}
-            for r in rows]
 
 
 @dataclass

@@ -146,15 +146,13 @@ def ping_lines(hub: Hub, check: Check) -> dict[str, Any]:
 
 async def check_page(request: Request) -> Response:
     async def build(hub: Hub, now: datetime) -> Context | None:
-        check = await hub.store.check(request.path_params["slug"])
-        if check is None:
+        snap = await hub.store.snapshot(request.path_params["slug"])
+        if snap is None:
             return None
+        check, newest, watch = snap.check, snap.last_run, snap.watch
         before_raw = request.query_params.get("before", "")
         before = int(before_raw) if before_raw.isdigit() else None
         runs = await hub.store.runs(check.id, limit=RUNS_PER_PAGE, before=before)
-        newest_runs = runs if before is None else await hub.store.runs(check.id, limit=1)
-        newest = newest_runs[0] if newest_runs else None
-        watch = (await hub.store.watches()).get(check.id)
         spec, tz = check.spec, check.spec.timezone
         scale = charts.timeline_scale(runs, spec, now)
         run_url = f"/checks/{check.slug}/runs/"
@@ -167,7 +165,7 @@ async def check_page(request: Request) -> Response:
             "chains": {r.id: web_data.chain(check, r, now) for r in runs},
             "chart": charts.duration_chart(runs, spec, now, tz, run_url),
             "events": web_data.event_views(await hub.store.events(check.id, EVENTS_ON_CHECK_PAGE)),
-            "alerts": await web_data.alerts(hub.store, check.id),
+            "alerts": await hub.store.alerts(check.id),
             "lines": ping_lines(hub, check),
             "more_runs": len(runs) == RUNS_PER_PAGE,
             "uptime": (await hub.store.uptimes([check.id], now))[check.id],
@@ -189,7 +187,7 @@ async def run_page(request: Request) -> Response:
                                        labels=True),
             "stopped": web_data.stopped_at(run),
             "events": web_data.event_views(await hub.store.events(check.id, EVENTS_ON_RUN_PAGE, run_id=run.id)),
-            "alerts": await web_data.alerts(hub.store, check.id, run_id=run.id),
+            "alerts": await hub.store.alerts(check.id, run_id=run.id),
         }
 
     return await live_page(request, "run", build)
@@ -200,12 +198,10 @@ async def run_page(request: Request) -> Response:
 
 async def _badge_status(request: Request) -> tuple[str, CheckStatus] | None:
     hub = hub_of(request)
-    check = await hub.store.check(request.path_params["slug"])
-    if check is None:
+    snap = await hub.store.snapshot(request.path_params["slug"])
+    if snap is None:
         return None
-    runs = await hub.store.runs(check.id, limit=1)
-    watch = (await hub.store.watches()).get(check.id)
-    return check.slug, web_data.status_of(check, runs[0] if runs else None, watch, hub.clock())
+    return snap.check.slug, web_data.status_of(snap.check, snap.last_run, snap.watch, hub.clock())
 
 
 # Badges are embedded in pages that image proxies (GitHub's camo) cache: ask them not to.

@@ -1,0 +1,237 @@
+"""SQLite's read queries: what the pages, the API, /metrics and the CLI read (store/base.py's `Reads`).
+
+They run on a read connection of their own (WAL: readers never wait for the writer), so nothing here
+writes. Store (store/sqlite.py) has them for the server; ReadOnlyStore opens a database file for
+`heartwatch checks --db` without a writer and without creating, migrating or locking anything. Each method
+that returns several tables' worth of one check reads them in one statement, so they agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from heartwatch.core.model import Check, Run, RunState, Watch
+from heartwatch.store import codec, uptime
+from heartwatch.store.base import AlertRecord, CheckSnapshot, MetricsRows, StatusLines, StripRun, UnreadableDatabase
+from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS, WATCH_COLUMNS, from_ts
+from heartwatch.store.uptime import Uptime
+
+_STATES = {s.value: s for s in RunState}
+_N_CHECK, _N_RUN = len(CHECK_COLUMNS.split(",")), len(RUN_COLUMNS.split(","))
+
+
+def _prefixed(table: str, columns: str) -> str:
+    return ", ".join(f"{table}.{c.strip()}" for c in columns.split(","))
+
+
+_C, _R, _W = _prefixed("c", CHECK_COLUMNS), _prefixed("r", RUN_COLUMNS), _prefixed("w", WATCH_COLUMNS)
+# A check with its newest run (the runs_by_check index finds it) and its watch, in one statement.
+_SNAPSHOT = (f"SELECT {_C}, {_R}, w.check_id, {_W} FROM checks c"
+             " LEFT JOIN runs r ON r.id = (SELECT MAX(id) FROM runs WHERE check_id = c.id)"
+             " LEFT JOIN watches w ON w.check_id = c.id")
+
+
+def _snapshot(row: Any) -> CheckSnapshot:
+    check = codec.check_from_row(row[:_N_CHECK])
+    run_row = row[_N_CHECK:_N_CHECK + _N_RUN]
+    watch_row = row[_N_CHECK + _N_RUN:]
+    return CheckSnapshot(check, codec.run_from_row(run_row) if run_row[0] is not None else None,
+                         codec.watch_from_row(watch_row[1:]) if watch_row[0] is not None else None)
+
+
+#: (name, tags) by spec JSON: what every check's status line needs from its spec, decoded once per distinct
+#: spec. Keyed by the text itself, so a changed spec is a new key: the cache never answers with a stale name.
+_SUMMARIES: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def _summary(spec: str) -> tuple[str, tuple[str, ...]]:
+    d = json.loads(spec)
+    summary = _SUMMARIES[spec] = (d.get("name") or "", tuple(d.get("tags") or ()))
+    return summary
+
+
+class SqliteReads:
+    """The read methods; the class using it sets `_reader` (an open aiosqlite connection) before any is called."""
+
+    _reader: aiosqlite.Connection | None
+
+    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        assert self._reader is not None, "store not open"
+        async with self._reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # --- one check, or every check, as a snapshot ------------------------------------------------------
+
+    async def snapshot(self, slug: str) -> CheckSnapshot | None:
+        rows = await self._all(f"{_SNAPSHOT} WHERE c.slug = ?", (slug,))
+        return _snapshot(rows[0]) if rows else None
+
+    async def snapshots(self, include_archived: bool = False) -> list[CheckSnapshot]:
+        where = "" if include_archived else " WHERE c.archived_at IS NULL"
+        return [_snapshot(r) for r in await self._all(f"{_SNAPSHOT}{where} ORDER BY c.slug")]
+
+    # --- checks, runs, events, alerts -------------------------------------------------------------------
+
+    async def checks(self, include_archived: bool = False) -> list[Check]:
+        where = "" if include_archived else " WHERE archived_at IS NULL"
+        rows = await self._all(f"SELECT {CHECK_COLUMNS} FROM checks{where} ORDER BY slug")
+        return [codec.check_from_row(r) for r in rows]
+
+    async def check(self, slug: str) -> Check | None:
+        rows = await self._all(f"SELECT {CHECK_COLUMNS} FROM checks WHERE slug = ?", (slug,))
+        return codec.check_from_row(rows[0]) if rows else None
+
+    async def checks_by_id(self, ids: list[int]) -> dict[int, Check]:
+        if not ids:
+            return {}
+        rows = await self._all(f"SELECT {CHECK_COLUMNS} FROM checks WHERE id IN ({','.join('?' * len(ids))})",
+                               tuple(ids))
+        return {c.id: c for c in map(codec.check_from_row, rows)}
+
+    async def watches_of(self, ids: list[int]) -> dict[int, Watch]:
+        if not ids:
+            return {}
+        rows = await self._all(
+            f"SELECT check_id, {WATCH_COLUMNS} FROM watches WHERE check_id IN ({','.join('?' * len(ids))})", tuple(ids))
+        return {r[0]: codec.watch_from_row(r[1:]) for r in rows}
+
+    async def runs(self, check_id: int, limit: int = 50, before: int | None = None) -> list[Run]:
+        rows = await self._all(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE check_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (check_id, before if before is not None else 2**62, limit))
+        return [codec.run_from_row(r) for r in rows]
+
+    async def run(self, check_id: int, run_id: int) -> Run | None:
+        rows = await self._all(f"SELECT {RUN_COLUMNS} FROM runs WHERE check_id = ? AND id = ?", (check_id, run_id))
+        return codec.run_from_row(rows[0]) if rows else None
+
+    async def recent_runs(self, check_ids: list[int], limit: int) -> dict[int, tuple[Run, list[StripRun]]]:
+        """In one query (the index does the limit)."""
+        if not check_ids:
+            return {}
+        rows = await self._all(
+            f"SELECT r.check_id, r.id, r.state, r.started_at, r.ended_at, r.exit_code, r.last_step, {_R}"
+            " FROM checks c JOIN runs r ON r.id IN (SELECT id FROM runs WHERE check_id = c.id ORDER BY id DESC LIMIT ?)"
+            f" WHERE c.id IN ({','.join('?' * len(check_ids))}) ORDER BY r.id DESC", (limit, *check_ids))
+        out: dict[int, tuple[Run, list[StripRun]]] = {}
+        for check_id, run_id, state, started, ended, exit_code, last_step, *full in rows:
+            cell = StripRun(run_id, _STATES[state], started, ended, exit_code, last_step)
+            seen = out.get(check_id)
+            if seen is None:
+                out[check_id] = (codec.run_from_row(full), [cell])
+            else:
+                seen[1].append(cell)
+        return out
+
+    async def uptimes(self, check_ids: Sequence[int], now: datetime) -> dict[int, list[Uptime]]:
+        """Each check's share of ok runs over the last 24 h, 7 d and 30 d, with its failures (store/uptime.py)."""
+        if not check_ids:
+            return {}
+        sql, params = uptime.uptime_query(check_ids, now)
+        return uptime.uptimes_from(await self._all(sql, params), check_ids)
+
+    async def events(self, check_id: int, limit: int = 100, run_id: int | None = None) -> list[dict[str, Any]]:
+        where, params = ("check_id = ?", (check_id,)) if run_id is None else ("run_id = ?", (run_id,))
+        rows = await self._all(
+            "SELECT id, run_id, at, kind, step, rid, exit_code, body, remote_addr, user_agent, method"
+            f" FROM events WHERE {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        keys = ("id", "run_id", "at", "kind", "step", "rid", "exit_code", "body", "remote_addr", "user_agent",
+                "method")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def alerts(self, check_id: int, limit: int = 20, run_id: int | None = None) -> list[AlertRecord]:
+        where, params = (("check_id = ?", (check_id,)) if run_id is None
+                         else ("check_id = ? AND run_id = ?", (check_id, run_id)))
+        rows = await self._all(f"SELECT id, run_id, kind, title, body, created_at FROM alerts WHERE {where}"
+                               " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [AlertRecord(r[0], r[1], r[2], r[3], r[4], datetime_of(r[5])) for r in rows]
+
+    # --- the overview, /metrics, live refresh, health ---------------------------------------------------
+
+    async def status_lines(self, now: datetime) -> StatusLines:
+        # One statement, so one snapshot: every check with its spec's JSON text (decoded only when the spec is
+        # new to this process, see _SUMMARIES) and its newest run's state (from the runs_by_check index alone,
+        # see migration 3); then, as rows with a NULL slug, the few watches already due. Only those can make a
+        # check late, and reading them apart costs one scan of watches instead of a lookup per check.
+        rows = await self._all(
+            "SELECT c.id, c.slug, c.spec, c.paused,"
+            " (SELECT state FROM runs r WHERE r.check_id = c.id ORDER BY r.id DESC LIMIT 1)"
+            " FROM checks c WHERE c.archived_at IS NULL"
+            " UNION ALL SELECT check_id, NULL, expected_at, start_deadline, NULL FROM watches"
+            " WHERE expected_at <= ?", (now.timestamp(),))
+        if len(_SUMMARIES) > 2 * len(rows) + 1000:
+            _SUMMARIES.clear()  # specs changed many times over: forget the old ones
+        summaries, states = _SUMMARIES, _STATES
+        lines = []
+        due = {}
+        for cid, slug, spec, paused, state in rows:
+            if slug is None:  # a due watch: spec and paused hold its expected_at and start_deadline
+                due[cid] = (from_ts(spec), from_ts(paused))
+                continue
+            name, tags = summaries.get(spec) or _summary(spec)
+            lines.append((cid, name or slug, tags, bool(paused), states[state] if state else None, slug))
+        return StatusLines(lines, due)
+
+    async def metrics_rows(self) -> MetricsRows:
+        # The newest run that ended, missed ones aside: a missed run never ran, so it has no duration.
+        durations = {r[0]: r[2] - r[1] for r in await self._all(
+            "SELECT check_id, started_at, ended_at FROM runs WHERE id IN (SELECT MAX(id) FROM runs"
+            " WHERE ended_at IS NOT NULL AND state != 'missed' GROUP BY check_id)")}
+        last_ok = {r[0]: r[1] for r in await self._all(
+            "SELECT check_id, MAX(ended_at) FROM runs WHERE state = 'ok' GROUP BY check_id")}
+        run_counts = {(r[0], _STATES[r[1]]): r[2] for r in await self._all(
+            "SELECT check_id, state, count(*) FROM runs GROUP BY check_id, state")}
+        alerts = [(str(k), int(n)) for k, n in await self._all(
+            "SELECT kind, count(*) FROM alerts GROUP BY kind ORDER BY kind")]
+        [(delivered, gave_up, pending)] = await self._all(
+            "SELECT count(delivered_at), count(gave_up_at), count(next_attempt_at) FROM deliveries")
+        return MetricsRows(durations, last_ok, run_counts, alerts, delivered, gave_up, pending)
+
+    async def change_version(self) -> int:
+        [(version,)] = await self._all("PRAGMA data_version")
+        return int(version)
+
+    async def is_healthy(self) -> bool:
+        return bool(await self._all("SELECT 1"))
+
+
+def datetime_of(ts: float) -> datetime:
+    at = from_ts(ts)
+    assert at is not None
+    return at
+
+
+class ReadOnlyStore(SqliteReads):
+    """A database file opened to read only: never created, migrated or locked for writing, so it is safe
+    beside a running server (which stays its only writer). For `heartwatch checks --db`."""
+
+    def __init__(self, reader: aiosqlite.Connection) -> None:
+        self._reader = reader
+
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def open(path: Path) -> AsyncIterator[ReadOnlyStore]:
+        """Raises UnreadableDatabase with the line to show, here or from a read inside the `async with`."""
+        try:
+            reader = await aiosqlite.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        except sqlite3.Error as e:
+            raise UnreadableDatabase(f"cannot open {path}: {e}") from None
+        try:
+            yield ReadOnlyStore(reader)
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                raise UnreadableDatabase(
+                    f"{path} is not a heartwatch database (or one a server has not opened yet)") from None
+            raise UnreadableDatabase(f"cannot read {path}: {e}") from None
+        except sqlite3.DatabaseError as e:
+            raise UnreadableDatabase(f"cannot read {path}: {e}") from None
+        finally:
+            await reader.close()
