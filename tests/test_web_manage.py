@@ -383,3 +383,29 @@ def test_the_first_and_last_step_labels_of_a_timeline_are_not_cut_by_its_edges()
                               labels=True))
     labels = re.findall(r'<text class="axis" x="([\d.]+)" y="34" text-anchor="(\w+)">([^<]+)</text>', svg)
     assert labels == [("0.0", "start", "dump"), ("450.0", "middle", "upload"), ("900.0", "end", "verify-all")]
+
+
+async def test_the_form_has_a_labelled_field_for_every_setting_of_the_table(site: Site) -> None:
+    from heartwatch.core.settings import CHECK_SETTINGS
+
+    page = soup_of(await site.client.get("/checks/new"))
+    for s in CHECK_SETTINGS:
+        control = page.select_one(f"#f-{s.key}")
+        assert control is not None, s.key
+        if control.name == "fieldset":
+            assert control.select_one("legend") is not None, s.key
+        else:
+            assert page.select_one(f'label[for="f-{s.key}"]') is not None, s.key
+        hint = page.select_one(f"#h-{s.key}")
+        assert hint is not None and s.meaning in text(hint), s.key
+    # Every control of the form is labelled, so a screen reader names each one.
+    for control in page.select("form.check-form input:not([type=hidden]), form.check-form textarea"):
+        assert page.select_one(f'label[for="{control["id"]}"]') is not None, control
+
+
+async def test_the_check_page_starts_with_how_to_ping_it(site: Site) -> None:
+    page = soup_of(await site.client.get("/checks/backup"))
+    sections = [s.get("id") or s.get("class", [""])[0] for s in page.select("main > section, main > div#live")]
+    assert sections.index("ping") < sections.index("live")
+    ping = page.select_one("#ping")
+    assert ping is not None and "heartwatch run" in text(ping) and "/ping/" in text(ping)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,9 @@ def shot(page: Any, name: str, full_page: bool = False) -> None:
     if os.environ.get("HEARTWATCH_SCREENSHOTS") == "docs":
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, DOCS_SHOTS / path.name)
+        if shutil.which("pngquant"):  # a palette of 256 colours keeps the README's pictures a few dozen KB each
+            subprocess.run(["pngquant", "--force", "--skip-if-larger", "--quality=60-85", "--speed", "1", "--ext",
+                            ".png", str(DOCS_SHOTS / path.name)], check=False)
 
 
 def test_create_edit_pause_and_resume_a_check_in_the_browser(server: Server, browser: Any) -> None:
