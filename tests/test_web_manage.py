@@ -409,3 +409,19 @@ async def test_the_check_page_starts_with_how_to_ping_it(site: Site) -> None:
     assert sections.index("ping") < sections.index("live")
     ping = page.select_one("#ping")
     assert ping is not None and "heartwatch run" in text(ping) and "/ping/" in text(ping)
+
+
+def test_a_posted_form_is_the_table_it_stands_for() -> None:
+    from heartwatch.web.check_form import read_form
+
+    current = parse_check("x", {"period": "1h", "strict_steps": True, "alerts": ["json://a", "json://b"]})
+    state, table = read_form({"period": " 2h ", "name": "", "tags": "a\n\n b \n", "step_name_0": "dump",
+                              "step_max_0": "5m", "step_name_1": "", "step_max_1": "", "step_name_2": "verify",
+                              "keep_alert_1": "on", "alerts": "json://c\n"}, current, "x")
+    # Empty fields are left to their defaults; an unticked box is false (it may default to true).
+    assert {k: v for k, v in table.items() if not isinstance(v, bool)} == {
+        "period": "2h", "tags": ["a", "b"], "steps": [{"name": "dump", "max": "5m"}, "verify"],
+        "alerts": ["json://b", "json://c"]}
+    assert table["strict_steps"] is False
+    assert state.steps == [("dump", "5m"), ("verify", "")]
+    assert [(t.index, t.kept) for t in state.targets] == [(0, False), (1, True)]

@@ -181,10 +181,10 @@ def read_form(form: Mapping[str, str], current: CheckSpec | None, slug: str) -> 
             if kept or new:
                 table["alerts"] = kept + new
         elif f.widget is Widget.CHECKBOX:
+            # Always given: an unticked box is false, even where the setting's default is true.
             on = form.get(f.key) == "on"
             state.values[f.key] = "on" if on else ""
-            if on:
-                table[f.key] = True
+            table[f.key] = on
         elif f.widget is Widget.LINES:
             raw = form.get(f.key, "")
             state.values[f.key] = raw
