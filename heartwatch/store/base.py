@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from heartwatch.core.model import Check, Run, RunState, Watch
-from heartwatch.store.uptime import Uptime
+from heartwatch.store.uptime import WINDOWS, Uptime
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +124,10 @@ class Reads(Protocol):
         """The newest `limit` runs of each check: the newest decoded whole, and all of them as strip cells."""
         ...
 
-    async def uptimes(self, check_ids: Sequence[int], now: datetime) -> dict[int, list[Uptime]]:
-        """Each check's share of ok runs over the last 24 h, 7 d and 30 d with its failures, shortest first."""
+    async def uptimes(self, check_ids: Sequence[int], now: datetime,
+                      windows: Sequence[tuple[str, timedelta]] = WINDOWS) -> dict[int, list[Uptime]]:
+        """Each check's share of ok runs over the last 24 h, 7 d and 30 d (or the windows given) with its
+        failures, in the windows' order."""
         ...
 
     async def events(self, check_id: int, limit: int = 100, run_id: int | None = None) -> list[dict[str, Any]]:

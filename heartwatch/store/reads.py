@@ -12,7 +12,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +131,14 @@ class SqliteReads:
                 seen[1].append(cell)
         return out
 
-    async def uptimes(self, check_ids: Sequence[int], now: datetime) -> dict[int, list[Uptime]]:
-        """Each check's share of ok runs over the last 24 h, 7 d and 30 d, with its failures (store/uptime.py)."""
+    async def uptimes(self, check_ids: Sequence[int], now: datetime,
+                      windows: Sequence[tuple[str, timedelta]] = uptime.WINDOWS) -> dict[int, list[Uptime]]:
+        """Each check's share of ok runs over the last 24 h, 7 d and 30 d (or the windows given), with its
+        failures (store/uptime.py)."""
         if not check_ids:
             return {}
-        sql, params = uptime.uptime_query(check_ids, now)
-        return uptime.uptimes_from(await self._all(sql, params), check_ids)
+        sql, params = uptime.uptime_query(check_ids, now, windows)
+        return uptime.uptimes_from(await self._all(sql, params), check_ids, windows)
 
     async def events(self, check_id: int, limit: int = 100, run_id: int | None = None) -> list[dict[str, Any]]:
         where, params = ("check_id = ?", (check_id,)) if run_id is None else ("run_id = ?", (run_id,))

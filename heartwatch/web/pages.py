@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from heartwatch.core.durations import format_duration
 from heartwatch.core.model import Check, CheckStatus
 from heartwatch.core.schedule import describe_schedule
+from heartwatch.store.uptime import MONTH
 from heartwatch.web import auth, badges, charts
 from heartwatch.web import page_data as web_data
 from heartwatch.web.check_form import CONFIG_CHECK, EDITING_OFF
@@ -117,7 +118,7 @@ async def overview_page(request: Request) -> Response:
         page = params.get("page", "")
         view = await web_data.overview(hub.store, now, params.get("tag"), params.get("status"),
                                        int(page) if page.isdigit() else 1, params.get("q", "")[:200])
-        uptimes = await hub.store.uptimes([row.check.id for row in view.rows], now)
+        uptimes = await hub.store.uptimes([row.check.id for row in view.rows], now, MONTH)
         return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job"), "uptimes": uptimes,
                 "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
 
