@@ -47,7 +47,7 @@ class Settings:
     rate_limit: int = 0  # pings per minute per check; 0 = off
     synchronous: Synchronous = Synchronous.NORMAL
     alert_urls: tuple[str, ...] = ()
-    remind_every: timedelta = timedelta(0)  # 0 = never
+    remind_every: timedelta = timedelta(days=1)  # while a check stays down; 0 = never
     retry_first: timedelta = timedelta(seconds=10)  # first wait before re-sending a failed alert
     api_tokens: tuple[str, ...] = ()
     web_password: str | None = None
@@ -123,7 +123,7 @@ SERVER_SETTINGS: tuple[ServerSetting, ...] = (
                   "Where every check's alerts go (each check may add its own `alerts`).",
                   "HEARTWATCH_ALERT_URLS", secret=True),
     ServerSetting("alerts", "remind_every", "remind_every", v.duration, "duration",
-                  "While a check stays down, remind this often; 0 = never."),
+                  "While a check stays down, remind this often (a check's own `remind_every` wins); 0 = never."),
     ServerSetting("alerts", "retry_first", "retry_first", v.positive_duration, "duration > 0",
                   "The first wait before a failed alert is sent again (the wait doubles each time)."),
     ServerSetting("api", "tokens", "api_tokens", v.str_list, "list of strings",

@@ -294,13 +294,15 @@ def test_fail_with_no_open_run_opens_and_closes_one_failed() -> None:
 # --- timed out, strict steps, too fast --------------------------------------------------------------------
 
 
-def test_late_finish_of_a_timed_out_run_closes_it_ok_with_late_finish() -> None:
+def test_late_finish_of_a_timed_out_run_closes_it_but_it_stays_timed_out() -> None:
+    # Issue 12, defect 3: the late finish turned the run `ok` (green) and counted as a recovery.
     timed_out = open_run(started=0, state=RunState.TIMED_OUT, steps=[("dump", 1), ("upload", 2), ("verify", 3)])
     applied = apply_ping(CHECK_ID, SPEC, [timed_out], ping(PingKind.SUCCESS, 300))
     run = applied.run
     assert run is not None and applied.changed == [run] and run.id == timed_out.id
-    assert (run.state, run.ended_at, run.duration) == (RunState.OK, at(300), timedelta(minutes=300))
+    assert (run.state, run.ended_at, run.duration) == (RunState.TIMED_OUT, at(300), timedelta(minutes=300))
     assert run.flags == {RunFlag.LATE_FINISH}
+    assert applied.late == [run] and applied.closed == []  # not a new outcome: no recovery from it
 
 
 def test_a_timed_out_run_still_takes_steps() -> None:

@@ -153,10 +153,10 @@ async def test_a_run_that_stops_at_a_step_times_out_once_naming_it(world: World)
 
     for minutes in (54, 55, 56, 120, 121, 600):
         await world.scheduler.run_due(T0 + timedelta(minutes=minutes))
-    assert await world.alerts() == [("backup", "timed_out", 'DOWN backup: timed out at step "dump"')]
+    assert await world.alerts() == [("backup", "timed_out", 'DOWN backup: timed out at step "dump", still running')]
     [(body,)] = await world.store.fetchall("SELECT body FROM alerts")
     assert "dumping table users" in body  # the output tail of the step it stopped at
-    assert await world.next_deadline("backup") is None
+    assert await world.next_deadline("backup") is None  # remind_every = 0 here: nothing more can fall due
 
 
 async def test_ping_alerts_are_written_in_the_pings_transaction(world: World) -> None:
@@ -176,8 +176,11 @@ async def test_the_clock_moving_forward_then_back_makes_no_duplicates(world: Wor
     assert await world.scheduler.run_due(T0 + 3 * HOUR) == 0
     assert await world.scheduler.run_due(T0 + 2 * HOUR) == 0
     assert len(await world.alerts()) == 1
-    assert await world.scheduler.run_due(T0 + 3 * HOUR + timedelta(minutes=5)) == 1  # the 3h slot, once
-    assert len(await world.alerts()) == 2
+    # The next slot passes too: still down for the same reason, so it folds into the missed run, no new alert.
+    assert await world.scheduler.run_due(T0 + 3 * HOUR + timedelta(minutes=5)) == 0
+    assert len(await world.alerts()) == 1
+    [(count, state)] = await world.store.fetchall("SELECT missed, state FROM runs")
+    assert state == "missed" and count >= 3
 
 
 async def test_deadlines_survive_a_restart_and_alert_exactly_once(world: World) -> None:
@@ -200,7 +203,8 @@ async def world_with_a_check_without_a_watch(tmp_path: Path) -> World:
     """"hourly" stored by a store without a scheduler (as before deadlines existed), then opened with one."""
     store = Store(tmp_path / "hw.db")
     await store.open()
-    await store.sync_config({"hourly": HOURLY}, T0)  # no scheduler yet: no watch row
+    await store.sync_config({"hourly": HOURLY}, T0)
+    await store.writer.call(lambda conn: conn.execute("DELETE FROM watches"))  # as before watches existed
     await store.close()
     return await open_world(tmp_path)
 
@@ -445,7 +449,8 @@ async def test_a_day_forward_and_back_neither_repeats_nor_loses_an_alert(tmp_pat
         await w.ping("hourly", PingKind.SUCCESS)
         assert await tick() == 0
         [_, (_, _, recovered)] = await w.alerts("hourly")
-        assert recovered == "UP hourly: recovered after 0s down"  # not "-23h49m": down since "tomorrow"
+        # Not "-23h49m" (down since "tomorrow"), nor "0s": the step back brought down_since back to the new now.
+        assert recovered == "UP hourly: recovered after 1m down"
 
         late.start()  # the other target comes back; its retries were planned on the day-ahead clock
         for _ in range(4):

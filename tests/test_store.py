@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -286,13 +287,19 @@ async def test_a_sync_creating_many_checks_indexes_each_in_config_order(store: S
     assert first is not None
     specs = {f"c{i:04d}": CheckSpec(slug=f"c{i:04d}", period=timedelta(minutes=i + 1)) for i in range(1500)}
     seen: list[list[int]] = []
-    store.check_hooks.append(lambda conn, checks, now: seen.append([c.id for c in checks]))
+    on_changed = store.book.on_checks_changed
+
+    def observed(conn: Any, checks: list[Any], now: datetime, expect: bool = True) -> None:
+        seen.append([c.id for c in checks])
+        on_changed(conn, checks, now, expect)
+
+    store.book.on_checks_changed = observed  # type: ignore[method-assign]
     report = await store.sync_config(dict(reversed(specs.items())), T0)
     assert report.created == list(reversed(specs))
     rows = await store.fetchall("SELECT id, slug, uuid FROM checks ORDER BY id")
     assert [r[1] for r in rows] == ["by-ping", *reversed(specs)]
     assert [r[0] for r in rows] == list(range(first.id, first.id + 1501))
-    assert seen == [[r[0] for r in rows[1:]]]  # one hook call for the whole creation
+    assert seen == [[r[0] for r in rows[1:]]]  # the watch book is told once for the whole creation
     for check_id, slug, text in rows:
         assert store.resolve(PingRequest(kind=PingKind.START, uuid=text)) == store.check_by_id(check_id)
         assert (await store.check(slug)) == store.check_by_id(check_id)
@@ -327,7 +334,9 @@ async def test_reopening_with_the_config_shares_its_specs_and_still_sees_a_chang
     CheckSpec(slug="cron", name='Nightly "backup" ü \\ \n\x01 \u2028', schedule="30 2 * * 1-5",
               timezone="Europe/Berlin", start_grace=timedelta(seconds=90), max_runtime=timedelta(hours=2),
               min_runtime=timedelta(seconds=30), steps=(StepSpec("dump"), StepSpec("up:load", timedelta(minutes=45))),
-              strict_steps=True, alert_after=3, alerts=("ntfy://x/y", "json://a?b=c"), tags=("db", "prod", "")),
+              strict_steps=True, alert_after=3, alerts=("ntfy://x/y", "json://a?b=c"), tags=("db", "prod", ""),
+              recover_after=2, remind_every=timedelta(hours=6), methods=("POST",), fail_keywords=("ERROR",),
+              resume_on_ping=True, maintenance=("Sat 02:00-04:00",)),
     CheckSpec(slug="period", period=timedelta(days=1, microseconds=500), start_grace=timedelta(0)),
 ])
 def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: CheckSpec) -> None:
@@ -337,6 +346,8 @@ def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: Chec
         "start_grace": secs(spec.start_grace), "max_runtime": secs(spec.max_runtime),
         "min_runtime": secs(spec.min_runtime), "steps": [{"name": s.name, "max": secs(s.max)} for s in spec.steps],
         "strict_steps": spec.strict_steps, "alert_after": spec.alert_after, "alerts": list(spec.alerts),
-        "tags": list(spec.tags)}, separators=(",", ":"))
+        "tags": list(spec.tags), "recover_after": spec.recover_after, "remind_every": secs(spec.remind_every),
+        "methods": list(spec.methods), "fail_keywords": list(spec.fail_keywords),
+        "resume_on_ping": spec.resume_on_ping, "maintenance": list(spec.maintenance)}, separators=(",", ":"))
     assert codec.spec_to_json(spec) == expected
     assert codec.spec_from_json(spec.slug, expected) == spec

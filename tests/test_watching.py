@@ -14,7 +14,18 @@ import pytest
 from heartwatch.core import alert_text, schedule
 from heartwatch.core.model import CheckSpec, Ping, PingKind, Run, RunState, StepSpec, Watch
 from heartwatch.core.runs import apply_ping
-from heartwatch.core.watching import AlertIntent, AlertKind, after_ping, fresh_watch, next_deadline, on_due, satisfies
+from heartwatch.core.watching import (
+    AlertIntent,
+    AlertKind,
+    Context,
+    Hold,
+    after_ping,
+    fresh_watch,
+    next_deadline,
+    on_change,
+    on_due,
+    satisfies,
+)
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 CHECK_ID = 1
@@ -49,16 +60,27 @@ class Sim:
                              Ping(kind=kind, at=now, step=step, rid=rid, exit_code=exit_code))
         for run in applied.changed:
             self._keep(run)
-        decision = after_ping(self.spec, self.watch, applied.changed, now, self.remind_every, paused=self.paused)
+        decision = after_ping(self.spec, self.watch, applied.opened, applied.closed, now, self.ctx())
         self.watch = decision.watch
         self.alerts += decision.alerts
         return decision.alerts
 
     def tick(self, now: datetime) -> list[AlertIntent]:
         running = [r for r in self.runs if r.state is RunState.RUNNING]
-        decision = on_due(CHECK_ID, self.spec, self.watch, running, now, self.remind_every)
+        newest = self.runs[-1] if self.runs else None
+        decision = on_due(CHECK_ID, self.spec, self.watch, running, now, self.ctx(), newest)
         for run in decision.runs:
             self._keep(run)
+        self.watch = decision.watch
+        self.alerts += decision.alerts
+        return decision.alerts
+
+    def ctx(self) -> Context:
+        return Context(self.remind_every, Hold.PAUSED if self.paused else None)
+
+    def resume(self, now: datetime) -> list[AlertIntent]:
+        self.paused = False
+        decision = on_change(self.spec, self.watch, now, self.ctx())
         self.watch = decision.watch
         self.alerts += decision.alerts
         return decision.alerts
@@ -101,8 +123,8 @@ def test_a_new_cron_check_whose_first_expected_start_passes_without_a_ping_is_mi
     assert alert.run is missed
     assert sim.watch.down_since == expected + timedelta(minutes=15)
     assert sim.watch.expected_at == expected + timedelta(days=1)  # and on to the next night
-    assert alert_text.title("nightly", alert) == "DOWN nightly: did not start"
-    assert "Expected a start at 2024-05-01 02:00:00 UTC (grace 15m); none came." in alert_text.body(
+    assert alert_text.title(CheckSpec(slug="nightly"), alert) == "DOWN nightly: did not start"
+    assert "Expected a start at 2024-05-01 02:00:00 UTC (15m ago, grace 15m); none came." in alert_text.body(
         DAILY, alert, None)
 
 
@@ -182,10 +204,10 @@ def test_timed_out_names_the_last_step_and_when() -> None:
     assert sim.states() == [RunState.TIMED_OUT]
     assert alert.run is not None and alert.run.last_step is not None
     assert alert.run.last_step.name == "upload"
-    assert alert_text.title("backup", alert) == 'DOWN backup: timed out at step "upload"'
+    assert alert_text.title(CheckSpec(slug="backup"), alert) == 'DOWN backup: timed out at step "upload", still running'
     body = alert_text.body(STEPPED, alert, "http://hw/checks/backup/runs/1")
     assert 'Last step: "upload" at 2024-05-01 10:50:00 UTC' in body
-    assert "Allowed: 2h in all" in body
+    assert "Limit passed: max_runtime 2h." in body and "It is still running" in body
     assert sim.tick(at(240)) == []  # a timed-out run does not time out twice
     assert sim.deadline() is None
 
@@ -199,16 +221,19 @@ def test_a_step_over_its_max_times_out_before_the_finish_deadline() -> None:
     assert sim.tick(at(54)) == []
     [alert] = sim.tick(at(55))
     assert alert.kind is AlertKind.TIMED_OUT
-    assert alert_text.title("backup", alert) == 'DOWN backup: timed out at step "dump"'
+    assert alert_text.title(CheckSpec(slug="backup"), alert) == 'DOWN backup: timed out at step "dump", still running'
 
 
-def test_a_late_finish_of_a_timed_out_run_recovers() -> None:
+def test_a_late_finish_of_a_timed_out_run_does_not_recover() -> None:
+    # Issue 12, defect 3: the late finish said "UP ... recovered" while the check was still down.
     sim = Sim(STEPPED)
     sim.ping(PingKind.START, at(0))
     sim.tick(at(120))
-    [alert] = sim.ping(PingKind.SUCCESS, at(130))
+    assert sim.ping(PingKind.SUCCESS, at(130)) == []
+    assert sim.states() == [RunState.TIMED_OUT]
+    assert sim.watch.down_since == at(120) and sim.watch.since.late == 0  # the store counts late finishes
+    [alert] = sim.good_run(at(200))  # the next good run recovers
     assert alert.kind is AlertKind.RECOVERED
-    assert alert_text.title("backup", alert) == "UP backup: recovered after 10m down"
 
 
 def test_failed_carries_the_exit_status_and_the_output_tail() -> None:
@@ -219,7 +244,7 @@ def test_failed_carries_the_exit_status_and_the_output_tail() -> None:
 
     assert alert.kind is AlertKind.FAILED
     assert alert.run is not None and alert.run.exit_code == 3
-    assert alert_text.title("backup", alert) == 'DOWN backup: failed with exit status 3 at step "dump"'
+    assert alert_text.title(CheckSpec(slug="backup"), alert) == 'DOWN backup: failed with exit status 3 at step "dump"'
     output = b"x" * 5000 + b"pg_dump: error: connection refused"
     body = alert_text.body(STEPPED, alert, None, output)
     assert "Exit status: 3" in body
@@ -243,7 +268,7 @@ def test_a_new_start_interrupts_the_open_run() -> None:
 
     assert alert.kind is AlertKind.INTERRUPTED
     assert sim.states() == [RunState.INTERRUPTED, RunState.RUNNING]
-    assert alert_text.title("backup", alert) == 'DOWN backup: interrupted at step "dump" by a new start'
+    assert alert_text.title(CheckSpec(slug="backup"), alert) == 'DOWN backup: interrupted at step "dump" by a new start'
 
 
 def test_too_fast_warns_without_marking_the_check_down() -> None:
@@ -252,7 +277,7 @@ def test_too_fast_warns_without_marking_the_check_down() -> None:
     [alert] = sim.good_run(at(0), took=timedelta(seconds=3))
     assert alert.kind is AlertKind.TOO_FAST
     assert sim.watch.down_since is None and sim.watch.bad_streak == 0
-    assert alert_text.title("sync", alert) == "WARN sync: finished suspiciously fast (3s)"
+    assert alert_text.title(CheckSpec(slug="sync"), alert) == "WARN sync: finished suspiciously fast (3s)"
     assert sim.good_run(at(10), took=timedelta(minutes=6)) == []
 
 
@@ -268,7 +293,7 @@ def test_recovered_comes_only_after_down_and_says_how_long() -> None:
 
     assert alert.kind is AlertKind.RECOVERED
     assert alert.down_since == at(10)
-    assert alert_text.title("backup", alert) == "UP backup: recovered after 2h31m down"
+    assert alert_text.title(CheckSpec(slug="backup"), alert) == "UP backup: recovered after 2h31m down"
     assert "Down for 2h31m, since 2024-05-01 10:10:00 UTC." in alert_text.body(STEPPED, alert, None)
     assert sim.watch.down_since is None
     assert sim.good_run(at(200)) == []  # once
@@ -284,7 +309,7 @@ def test_reminders_every_remind_every_while_down() -> None:
     assert sim.tick(at(61)) == []
     [reminder] = sim.tick(at(120))
     assert reminder.down_since == at(0)
-    assert alert_text.title("backup", reminder) == "STILL DOWN backup"
+    assert alert_text.title(CheckSpec(slug="backup"), reminder) == "STILL DOWN backup: failed with exit status 1"
     assert "Down for 2h" in alert_text.body(STEPPED, reminder, None)
 
     sim.good_run(at(130))
@@ -346,8 +371,9 @@ def test_a_paused_check_raises_nothing_and_resume_expects_afresh_from_now() -> N
     sim.paused = True
     assert sim.ping(PingKind.FAIL, at(10), exit_code=1) == []  # recorded, but no alert
     assert sim.states() == [RunState.FAILED]
-    assert sim.watch.bad_streak == 0
-    assert sim.good_run(at(20)) == []
+    assert sim.watch.bad_streak == 1 and sim.watch.down_since == at(10)  # the truth is kept, the alert held
+    assert sim.good_run(at(20)) == []  # and recovered while paused: nothing was said, nothing to take back
+    assert sim.watch.down_since is None
     assert sim.watch.expected_at == at(60)  # a paused check's pings do not move the expectation
 
     resumed = fresh_watch(HOURLY, at(300), sim.watch)  # what the scheduler does on resume
@@ -401,12 +427,13 @@ def test_overlapping_runs_finishing_do_not_disturb_each_other() -> None:
     assert sim.states() == [RunState.OK, RunState.TIMED_OUT]
 
 
-def test_two_runs_timing_out_at_once_alert_twice() -> None:
+def test_two_runs_timing_out_at_once_for_the_same_reason_alert_once() -> None:
     spec = CheckSpec(slug="worker", max_runtime=HOUR)
     sim = Sim(spec)
     sim.ping(PingKind.START, at(0), rid="a")
     sim.ping(PingKind.START, at(1), rid="b")
-    assert sorted(a.run.rid for a in sim.tick(at(90)) if a.run and a.run.rid) == ["a", "b"]
+    assert [a.run.rid for a in sim.tick(at(90)) if a.run] == ["a"]  # the same trouble again is not news
+    assert sim.states() == [RunState.TIMED_OUT, RunState.TIMED_OUT] and sim.watch.since.bad == 1
 
 
 # --- daylight saving time ----------------------------------------------------------------------------------

@@ -425,3 +425,15 @@ def test_a_posted_form_is_the_table_it_stands_for() -> None:
     assert table["strict_steps"] is False
     assert state.steps == [("dump", "5m"), ("verify", "")]
     assert [(t.index, t.kept) for t in state.targets] == [(0, False), (1, True)]
+
+
+async def test_a_folded_missed_run_counts_as_every_start_it_stands_for(site: Site) -> None:
+    check = await site.hub.store.check("backup")
+    assert check is not None
+    now = T0 + timedelta(hours=10)
+    await site.hub.store.writer.call(lambda conn: conn.executemany(
+        "INSERT INTO runs (check_id, state, started_at, ended_at, missed) VALUES (?, ?, ?, ?, ?)",
+        [(check.id, "ok", T0.timestamp(), T0.timestamp() + 1, 1),
+         (check.id, "missed", T0.timestamp() + 3600, T0.timestamp() + 7200, 4)]))
+    [day, *_] = (await site.hub.store.uptimes([check.id], now))[check.id]
+    assert (day.runs, day.failures, day.percent) == (5, 4, "20%")

@@ -13,7 +13,7 @@ from bs4 import BeautifulSoup, Tag
 
 from heartwatch.config import Settings, parse_check
 from heartwatch.core.model import Run, Watch
-from heartwatch.store.codec import watch_values
+from heartwatch.store.codec import WATCH_COLUMNS, watch_values
 from heartwatch.store.sqlite import Store, save_run
 from heartwatch.web.app import create_app
 from heartwatch.web.hub import Hub
@@ -77,8 +77,9 @@ class Web:
     async def set_watch(self, slug: str, watch: Watch) -> None:
         check = await self.hub.store.check(slug)
         assert check is not None
-        await self.sql("INSERT OR REPLACE INTO watches (check_id, expected_at, start_deadline, down_since, bad_streak,"
-                       " next_reminder) VALUES (?, ?, ?, ?, ?, ?)", (check.id, *watch_values(watch)))
+        values = watch_values(watch)
+        await self.sql(f"INSERT OR REPLACE INTO watches (check_id, {WATCH_COLUMNS}) VALUES (?{', ?' * len(values)})",
+                       (check.id, *values))
 
     async def save_run(self, run: Run) -> Run:
         def op(conn: sqlite3.Connection) -> Run:

@@ -1,4 +1,5 @@
-"""`heartwatch checks`: every check with its status, last run, last step and next due; `checks pause|resume`.
+"""`heartwatch checks`: every check with its status, last run, last step and next due; `checks pause|resume|mute|
+unmute` (pause `--for 2h` or `--until` holds alerts for a while).
 
 The table reads the database directly (`--db`: the store's ReadOnlyStore, without a writer, so it is safe
 next to a running server) or asks a server's JSON API (`--server`). Pausing and resuming always go through the
@@ -140,14 +141,23 @@ def read_api(server: str, now: datetime) -> list[CheckLine]:
     return [_line_from_json(c, now) for c in checks]
 
 
-def set_paused(server: str, token: str | None, slug: str, paused: bool) -> dict[str, Any]:
-    """POST .../pause or .../resume; returns the check as the server shows it after the change."""
+def set_paused(server: str, token: str | None, slug: str, paused: bool,
+               hold: dict[str, str] | None = None) -> dict[str, Any]:
+    """POST .../pause or .../resume; returns the check as the server shows it after the change.
+    `hold` ({"for": "2h"} or {"until": ISO}): a pause for a while, alerts held until then."""
+    return post_hold(server, token, slug, "pause" if paused else "resume", hold)
+
+
+def post_hold(server: str, token: str | None, slug: str, action: str,
+              body: dict[str, str] | None = None) -> dict[str, Any]:
+    """POST .../<action> (pause, resume, mute, unmute); returns the check as the server shows it after."""
     if not token:
         raise ChecksError("this needs an API token: give --token or set HEARTWATCH_API_TOKEN "
                           "(a token from the server's [api] tokens)")
-    url = f"{server.rstrip('/')}/api/v1/checks/{slug}/{'pause' if paused else 'resume'}"
+    url = f"{server.rstrip('/')}/api/v1/checks/{slug}/{action}"
     try:
-        r = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+        r = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT,
+                       **({"json": body} if body else {}))  # type: ignore[arg-type]
     except httpx.HTTPError as e:
         raise ChecksError(f"cannot reach {url}: {e}") from None
     if r.status_code != 200:
@@ -260,29 +270,41 @@ def _token(token: str | None) -> str | None:
     return None
 
 
-def _pause_command(paused: bool) -> click.Command:
-    verb = "pause" if paused else "resume"
+_HELP = {
+    "pause": "A paused check has no deadlines and sends no alerts; config checks can be paused too. With --for or"
+             " --until, its alerts are held until then instead (it is still watched), and what is still wrong"
+             " then is sent once.",
+    "resume": "Ends a pause or a hold; its next expected start is computed afresh.",
+    "mute": "No reminders until the check recovers.",
+    "unmute": "Reminders again while it is down.",
+}
 
-    @click.command(verb)
-    @click.argument("slug")
-    @click.option("--server", envvar="HEARTWATCH_URL",
-                  help=f"Server URL  [env HEARTWATCH_URL; default {DEFAULT_SERVER}]")
-    @click.option("--token", envvar="HEARTWATCH_API_TOKEN",
-                  help="API token  [env HEARTWATCH_API_TOKEN, or a file named by HEARTWATCH_API_TOKEN_FILE]")
-    @click.pass_context
-    def command(ctx: click.Context, slug: str, server: str | None, token: str | None) -> None:
-        server = server or (ctx.obj or {}).get("server") or DEFAULT_SERVER
+
+def _hold_command(verb: str) -> click.Command:
+    def command(slug: str, server: str | None, token: str | None, for_: str | None = None,
+                until: str | None = None) -> None:
+        server = server or (click.get_current_context().obj or {}).get("server") or DEFAULT_SERVER
+        if for_ and until:
+            _fail(f"checks {verb}", ChecksError("give --for or --until, not both"))
+        body = {"for": for_} if for_ else {"until": until} if until else None
         try:
-            check = set_paused(server, _token(token), slug, paused)
+            check = post_hold(server, _token(token), slug, verb, body)
         except ChecksError as e:
             _fail(f"checks {verb}", e)
-        click.echo(f"{check.get('slug', slug)}: {check.get('status', verb + 'd')}")
+        held = f", alerts held until {check['maintenance_until']}" if check.get("maintenance_until") else ""
+        click.echo(f"{check.get('slug', slug)}: {check.get('status', verb + 'd')}{held}")
 
-    command.help = (f"{verb.capitalize()} check SLUG through the server's API (needs an API token)."
-                    + (" A paused check has no deadlines and sends no alerts; config checks can be paused too."
-                       if paused else " Its next expected start is computed afresh."))
-    return command
+    decorated = click.option("--token", envvar="HEARTWATCH_API_TOKEN", help=(
+        "API token  [env HEARTWATCH_API_TOKEN, or a file named by HEARTWATCH_API_TOKEN_FILE]"))(command)
+    decorated = click.option("--server", envvar="HEARTWATCH_URL",
+                             help=f"Server URL  [env HEARTWATCH_URL; default {DEFAULT_SERVER}]")(decorated)
+    if verb == "pause":
+        decorated = click.option("--until", default=None, help="Hold alerts until this ISO 8601 time")(decorated)
+        decorated = click.option("--for", "for_", default=None, help="Hold alerts this long, e.g. 2h")(decorated)
+    decorated = click.argument("slug")(decorated)
+    help_text = f"{verb.capitalize()} check SLUG through the server's API (needs an API token). {_HELP[verb]}"
+    return click.command(verb, help=help_text)(decorated)
 
 
-checks.add_command(_pause_command(True))
-checks.add_command(_pause_command(False))
+for _verb in _HELP:
+    checks.add_command(_hold_command(_verb))

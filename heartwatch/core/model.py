@@ -52,6 +52,8 @@ class RunFlag(StrEnum):
     LATE_FINISH = "late_finish"  # finished after it had timed out
     DUPLICATE_START = "duplicate_start"  # a second start for the same rid
     STEPS_TRUNCATED = "steps_truncated"  # more step pings than a run keeps; repeats were dropped
+    FAIL_KEYWORD = "fail_keyword"  # a finish whose body held one of the check's fail_keywords: failed
+    NEXT_RUN_DUE = "next_run_due"  # timed out (no max_runtime) because it was still open when the next run was due
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,12 @@ class CheckSpec:
     alert_after: int = 1
     alerts: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    recover_after: int = 1  # consecutive good runs before a down check counts as recovered (flap damping)
+    remind_every: timedelta | None = None  # None: the server's [alerts] remind_every; 0: never
+    methods: tuple[str, ...] = ()  # only pings with these HTTP methods count; () = every method
+    fail_keywords: tuple[str, ...] = ()  # a finish whose body holds one of these counts as failed
+    resume_on_ping: bool = False  # a ping to a paused check resumes it
+    maintenance: tuple[str, ...] = ()  # recurring windows ("Sat 02:00-04:00", in `timezone`) that hold alerts
 
     @property
     def display_name(self) -> str:
@@ -100,6 +108,8 @@ class Check:
     paused: bool = False
     archived: bool = False
     created_at: datetime | None = None
+    muted: bool = False  # no reminders until it recovers
+    maintenance_until: datetime | None = None  # a one-off window: alerts held until then
 
     @property
     def slug(self) -> str:
@@ -128,6 +138,7 @@ class Run:
     flags: set[RunFlag] = field(default_factory=set)
     # When the run was opened by a step or a finish, started_at is the time of that first ping.
     deadline: datetime | None = None  # when a running run times out; kept by the scheduler
+    missed: int = 1  # for a missed run: how many expected starts it stands for (folded while down)
 
     @property
     def is_open(self) -> bool:
@@ -145,7 +156,7 @@ class Run:
     def copy(self) -> Run:
         # Spelled out rather than dataclasses.replace: this runs on every ping, and replace() is slow.
         return Run(self.check_id, self.state, self.started_at, self.id, self.rid, self.ended_at, self.exit_code,
-                   list(self.steps), set(self.flags), self.deadline)
+                   list(self.steps), set(self.flags), self.deadline, self.missed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +174,52 @@ class Ping:
     method: str = "GET"
 
 
+@dataclass(frozen=True, slots=True)
+class Trouble:
+    """What is wrong with a check, as far as alerts care: a new alert goes out only when this changes."""
+
+    kind: str  # an AlertKind value (missed, timed_out, failed, interrupted)
+    exit_code: int | None = None
+    step: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}|{'' if self.exit_code is None else self.exit_code}|{self.step or ''}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Trouble:
+        kind, code, step = key.split("|", 2)
+        return cls(kind, int(code) if code else None, step or None)
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    """What happened since the last alert went out: what a reminder sums up."""
+
+    bad: int = 0  # bad runs judged
+    missed: int = 0  # expected starts that never came
+    good: int = 0  # good runs (not yet enough to recover)
+    late: int = 0  # timed-out runs that finished late
+    held: int = 0  # alerts held back (paused, maintenance, the hourly limit)
+    last: Trouble | None = None
+    last_at: datetime | None = None
+
+
 @dataclass(slots=True)
 class Watch:
-    """What the scheduler keeps per check between pings: the expectation and the alerting streak."""
+    """What the scheduler keeps per check between pings: the expectation, and what alerts have said.
+
+    `down_since`/`trouble` are the truth (the check is down, and why); `told` is what the last alert said
+    (None: nothing bad, or "recovered"). An alert goes out when the two differ and nothing holds it.
+    """
 
     expected_at: datetime | None = None  # next expected start
     start_deadline: datetime | None = None  # expected_at + start_grace
-    down_since: datetime | None = None  # set when a bad run alerted; cleared by a good run
+    down_since: datetime | None = None  # set when bad runs reached alert_after; cleared on recovery
     bad_streak: int = 0  # consecutive bad runs (alert_after counts these)
     next_reminder: datetime | None = None
+    good_streak: int = 0  # consecutive good runs (recover_after counts these)
+    trouble: Trouble | None = None  # what is wrong now (the latest bad run), while down
+    told: Trouble | None = None  # what the last alert said was wrong; None: told up (or nothing yet)
+    since: Since = field(default_factory=Since)
+    recent: tuple[datetime, ...] = ()  # when the latest alerts went out (the hourly limit counts these)

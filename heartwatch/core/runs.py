@@ -6,9 +6,15 @@ Rules (DESIGN.md section 4):
 - a step is recorded on its run in arrival order, flagged when undeclared or out of order, never rejected.
 - finish (or exit status 0) closes the run `ok`; fail (or a non-zero exit status) closes it `failed`.
 - a step or finish with no open run opens one ("start not seen").
-- a late finish of a timed-out run closes it and counts as a recovery (state `ok`, flag late_finish).
+- a late finish of a timed-out run closes it but it stays `timed_out` (flag late_finish): it already
+  counted as bad, and a late finish is not a good run.
+- a finish whose body holds one of the check's `fail_keywords` closes the run `failed` (flag fail_keyword).
+- with `strict_steps`, a finish that skipped a declared step, or saw one out of order or an undeclared one,
+  closes the run `failed`.
+- a ping whose HTTP method is not in the check's `methods` changes nothing (it is logged as ignored).
 - log pings change nothing; they are stored as events of the run they name (or the newest open one).
-The store persists what `apply_ping` returns; deadlines are the scheduler's business.
+`apply_ping` says what changed (`Applied`: the run opened, the runs closed and how); the alert decision
+(`watching.after_ping`) reads that, and the store persists both in one transaction.
 """
 
 from __future__ import annotations
@@ -24,8 +30,25 @@ MAX_MARKS = 200
 
 @dataclass
 class Applied:
+    """What one ping changed."""
+
     run: Run | None  # the run the ping belongs to (None: a log ping with no open run)
     changed: list[Run] = field(default_factory=list)  # runs to insert (id None) or update
+    opened: Run | None = None  # the run this ping opened (by start, or by a step or finish without one)
+    closed: list[Run] = field(default_factory=list)  # runs this ping ended with an outcome: ok, failed, interrupted
+    late: list[Run] = field(default_factory=list)  # timed-out runs this ping finished late (no new outcome)
+    ignored: bool = False  # the ping's method is not one the check counts: nothing changed
+
+
+def fail_keyword_line(spec: CheckSpec, body: bytes) -> str | None:
+    """The first line of `body` holding one of the check's fail_keywords, or None."""
+    if not spec.fail_keywords or not body:
+        return None
+    text = body.decode("utf-8", "replace")
+    for line in text.splitlines():
+        if any(k in line for k in spec.fail_keywords):
+            return line.strip()
+    return None
 
 
 def find_open_run(open_runs: Sequence[Run], rid: str | None) -> Run | None:
@@ -36,42 +59,52 @@ def find_open_run(open_runs: Sequence[Run], rid: str | None) -> Run | None:
 
 def apply_ping(check_id: int, spec: CheckSpec, open_runs: Sequence[Run], ping: Ping) -> Applied:
     """Apply one ping to the check's open runs. Returns copies; the inputs are left untouched."""
+    if spec.methods and ping.method not in spec.methods:
+        return Applied(run=None, ignored=True)  # a link previewer's GET is not a success
     target = find_open_run(open_runs, ping.rid)
     run = target.copy() if target else None
 
     if ping.kind is PingKind.LOG:
         return Applied(run=run)
 
-    changed: list[Run] = []
+    applied = Applied(run=run)
     if ping.kind is PingKind.START:
         if run is not None and ping.rid is not None:
             run.flags.add(RunFlag.DUPLICATE_START)  # the same rid started twice: keep one run
-            return Applied(run=run, changed=[run])
+            applied.changed.append(run)
+            return applied
         if run is not None:
-            changed.append(_interrupt(run, ping))
+            applied.changed.append(_interrupt(run, ping, applied))
         run = Run(check_id=check_id, state=RunState.RUNNING, started_at=ping.at, rid=ping.rid)
-        changed.append(run)
+        applied.run = applied.opened = run
+        applied.changed.append(run)
         if ping.step:
             _record_step(spec, run, ping.step, ping)
-        return Applied(run=run, changed=changed)
+        return applied
 
     if run is None:
         run = Run(check_id=check_id, state=RunState.RUNNING, started_at=ping.at, rid=ping.rid,
                   flags={RunFlag.START_NOT_SEEN})
-    changed.append(run)
+        applied.run = applied.opened = run
+    applied.changed.append(run)
     if ping.step:
         _record_step(spec, run, ping.step, ping)
-    if ping.kind is PingKind.SUCCESS:
-        _finish(spec, run, ping)
-    elif ping.kind is PingKind.FAIL:
-        _close(run, ping, RunState.FAILED)
-    return Applied(run=run, changed=changed)
+    if ping.kind is PingKind.SUCCESS or ping.kind is PingKind.FAIL:
+        was_timed_out = run.state is RunState.TIMED_OUT
+        if ping.kind is PingKind.SUCCESS:
+            _finish(spec, run, ping)
+        else:
+            _close(run, ping, RunState.FAILED)
+        # A timed-out run finishing late already counted as bad: not a new outcome, unless it now says it failed.
+        (applied.late if was_timed_out and run.state is RunState.TIMED_OUT else applied.closed).append(run)
+    return applied
 
 
-def _interrupt(run: Run, ping: Ping) -> Run:
+def _interrupt(run: Run, ping: Ping, applied: Applied) -> Run:
     if run.state is RunState.RUNNING:
         run.state = RunState.INTERRUPTED
-    # A timed-out run keeps its state (it already alerted as such); either way it takes no more pings.
+        applied.closed.append(run)
+    # A timed-out run keeps its state (it already counted as such); either way it takes no more pings.
     run.ended_at = ping.at
     return run
 
@@ -114,17 +147,40 @@ def missing_steps(spec: CheckSpec, run: Run) -> list[str]:
 
 
 def _finish(spec: CheckSpec, run: Run, ping: Ping) -> None:
-    if run.state is RunState.TIMED_OUT:
-        run.flags.add(RunFlag.LATE_FINISH)
     state = RunState.OK
     if missing_steps(spec, run):
         run.flags.add(RunFlag.SKIPPED_STEPS)
-        if spec.strict_steps:
-            state = RunState.FAILED
+    if spec.strict_steps and run.flags & _STRICT_FLAGS:
+        state = RunState.FAILED
+    if fail_keyword_line(spec, ping.body) is not None:
+        run.flags.add(RunFlag.FAIL_KEYWORD)
+        state = RunState.FAILED
+    if run.state is RunState.TIMED_OUT:
+        run.flags.add(RunFlag.LATE_FINISH)
+        if state is RunState.OK:
+            state = RunState.TIMED_OUT  # it stays what it was: a late finish is not a good run
     _close(run, ping, state)
     too_soon = spec.min_runtime is not None and ping.at - run.started_at < spec.min_runtime
     if too_soon and RunFlag.START_NOT_SEEN not in run.flags:
         run.flags.add(RunFlag.TOO_FAST)
+
+
+#: What strict_steps turns into a failure: a skipped, an out-of-order or an undeclared step.
+_STRICT_FLAGS = frozenset({RunFlag.SKIPPED_STEPS, RunFlag.OUT_OF_ORDER, RunFlag.UNDECLARED_STEP})
+
+
+def strict_step_problem(spec: CheckSpec, run: Run) -> str | None:
+    """What strict_steps found wrong with a run, in words naming the step: for the alert."""
+    for mark in run.steps:
+        if RunFlag.UNDECLARED_STEP in mark.flags:
+            return f'undeclared step "{mark.name}"'
+    for mark in run.steps:
+        if RunFlag.OUT_OF_ORDER in mark.flags:
+            return f'step "{mark.name}" out of order'
+    missing = missing_steps(spec, run)
+    if missing:
+        return "skipped " + ", ".join(f'"{m}"' for m in missing)
+    return None
 
 
 def _close(run: Run, ping: Ping, state: RunState) -> None:

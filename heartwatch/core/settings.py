@@ -27,6 +27,7 @@ from enum import StrEnum
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from heartwatch.core import maintenance
 from heartwatch.core import values as v
 from heartwatch.core.durations import format_duration
 from heartwatch.core.model import CheckSpec, StepSpec
@@ -119,6 +120,33 @@ STEPS = Kind(
     to_store=_steps_store, from_store=_steps_from_store)
 
 
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT")
+
+
+def _methods(value: object) -> tuple[str, ...]:
+    methods = tuple(m.upper() for m in v.str_list(value))
+    bad = [m for m in methods if m not in _HTTP_METHODS]
+    if bad:
+        raise ValueError(f"methods are {', '.join(_HTTP_METHODS)}, not {bad[0]}")
+    return methods
+
+
+def _keywords(value: object) -> tuple[str, ...]:
+    keywords = v.str_list(value)
+    if any(not k for k in keywords):
+        raise ValueError("a fail keyword must not be empty (it would match every finish)")
+    return keywords
+
+
+METHODS = dataclasses.replace(STRINGS, name="list of HTTP methods", parse=_methods,
+                              schema={"type": "array", "items": {"enum": list(_HTTP_METHODS)}})
+KEYWORDS = dataclasses.replace(STRINGS, parse=_keywords,
+                               schema={"type": "array", "items": {"type": "string", "minLength": 1}})
+
+WINDOWS = dataclasses.replace(STRINGS, name="list of windows",
+                              parse=lambda value: maintenance.parse_windows(v.str_list(value)),
+                              schema={"type": "array", "items": {"type": "string", "examples": ["Sat 02:00-04:00"]}})
+
 _SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CheckSpec)}
 
 
@@ -166,6 +194,18 @@ CHECK_SETTINGS: tuple[CheckSetting, ...] = (
     CheckSetting("alerts", STRINGS, "Apprise URLs for this check, added to [alerts] urls.", in_api=False,
                  secret=True),
     CheckSetting("tags", STRINGS, "Free labels, for grouping and filtering checks."),
+    # the alert rules of version 2 (README "Alert rules")
+    CheckSetting("recover_after", whole_number(1, 1000),
+                 "How many good runs in a row before a down check counts as recovered (flap damping)."),
+    CheckSetting("remind_every", DURATION, "While the check stays down, a reminder this often; 0 = never.",
+                 default_text="[alerts] remind_every (1d)"),
+    CheckSetting("methods", METHODS, "Only pings with these HTTP methods count; others are answered 200, logged "
+                 "as ignored and change nothing (a link previewer's GET is not a success).", default_text="all"),
+    CheckSetting("fail_keywords", KEYWORDS, "A finish whose body holds one of these counts as failed; the "
+                 "matching line is in the alert."),
+    CheckSetting("resume_on_ping", BOOLEAN, "When true, a ping to a paused check resumes it."),
+    CheckSetting("maintenance", WINDOWS, 'Recurring windows in `timezone`, like "Sat 02:00-04:00" or "Mon-Fri '
+                 '12:00-12:30": alerts are held while one is open, and what is still true is sent once it ends.'),
 )
 
 #: The settings by key, in the table's order.

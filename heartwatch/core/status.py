@@ -11,20 +11,23 @@ def check_status(check: Check, last_run: Run | None, now: datetime, watch: Watch
     """`watch`: the scheduler's expectation (next expected start and start + grace), when there is one.
 
     new: nothing seen and nothing overdue yet; running: the newest run is open; late: a start is overdue but
-    still inside its grace; down: the newest run is bad; up: the newest run finished well.
+    still inside its grace; down: the newest run is bad, or the watch says the check has not recovered yet
+    (recover_after good runs; a timed-out run finished late); up: the newest run finished well.
+    The watch's down state is what the alerts follow, so an alert never contradicts the status.
     """
     return status_of_parts(check.paused, last_run.state if last_run else None, now,
-                           watch.expected_at if watch else None, watch.start_deadline if watch else None)
+                           watch.expected_at if watch else None, watch.start_deadline if watch else None,
+                           down=watch is not None and watch.down_since is not None)
 
 
 def status_of_parts(paused: bool, last_state: RunState | None, now: datetime, expected_at: datetime | None,
-                    deadline: datetime | None) -> CheckStatus:
+                    deadline: datetime | None, down: bool = False) -> CheckStatus:
     """`check_status` from the few values it looks at (the overview reads only these for every check)."""
     if paused:
         return CheckStatus.PAUSED
     if last_state is RunState.RUNNING:
         return CheckStatus.RUNNING
-    if last_state in BAD_STATES:
+    if last_state in BAD_STATES or down:
         return CheckStatus.DOWN
     if expected_at is not None and expected_at <= now and (deadline is None or now < deadline):
         return CheckStatus.LATE

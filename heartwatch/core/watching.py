@@ -1,15 +1,28 @@
-"""When a check alerts: pure decisions over (spec, watch, runs, now), for pings and for deadlines.
+"""When a check alerts: pure decisions over (spec, watch, what changed, now, hold), for pings and deadlines.
 
+Expectations:
 - A start (or the first step or finish of a run whose start was not seen) satisfies the pending
   expectation when it comes no earlier than start_grace before it (at most half-way back to the previous
   schedule time); the next expectation is the next schedule time after it (cron) or start + period.
-- At the start deadline with no such start, a `missed` run is recorded. Expectations that fell due while
-  heartwatch was down are coalesced into that one missed run and one alert, never one per slot.
-- A running run past its finish or step deadline becomes `timed_out`; each rid run on its own.
-- Every bad run (failed, timed_out, interrupted, missed) extends the streak; from `alert_after` on, each
-  bad run alerts and the first one marks the check down. A good run after down alerts `recovered`.
-  While down, a reminder goes out every `remind_every`. A too-fast finish alerts but is not "down".
-- A paused check records runs but raises nothing and expects nothing.
+- At the start deadline with no such start, a `missed` run is recorded; expectations that fell due while
+  heartwatch was down are coalesced into that one run. While the check is down, further missed starts are
+  folded into its newest missed run (a count and the last time), not a run each.
+- A running run past its finish or step deadline becomes `timed_out`. Without max_runtime, a run still
+  open when the next expected start's grace ends (and no new start came) is `timed_out` too, "still
+  running when the next run was due", instead of that start counting as missed.
+
+Alerts follow the check, not each run (README "Alert rules"):
+- The watch keeps the truth (`down_since`, `trouble`: what is wrong) and what the last alert said (`told`).
+  Bad runs (failed, timed_out, interrupted, missed) extend `bad_streak`; from `alert_after` on the check is
+  down. Good runs extend `good_streak`; from `recover_after` on a down check is up again.
+- An alert goes out when the truth differs from what was told: down (or down for another reason: another
+  kind, exit status or step), or recovered. The same trouble again is not news; it is summed up in `since`,
+  and a reminder every `remind_every` while down says so.
+- A hold (paused, a maintenance window; later a parent that is down) records the truth but sends nothing;
+  when it ends, what is still true goes out once. Muted: no reminders.
+- At most ALERTS_PER_HOUR alerts per check in any hour; past that, the truth waits until the hour allows one
+  more, which then says what is true at that moment.
+- A paused check expects nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +36,13 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from heartwatch.core import schedule
-from heartwatch.core.model import CheckSpec, Run, RunFlag, RunState, Watch
+from heartwatch.core.model import CheckSpec, Run, RunFlag, RunState, Since, Trouble, Watch
 
 #: Bound on how many missed expectations one evaluation walks through before jumping to `now`.
 MAX_COALESCE = 10_000
+#: Alerts one check may send in any hour, whatever its pings do.
+ALERTS_PER_HOUR = 10
+_HOUR = timedelta(hours=1)
 
 
 class AlertKind(StrEnum):
@@ -39,8 +55,33 @@ class AlertKind(StrEnum):
     REMINDER = "reminder"
 
 
+class Hold(StrEnum):
+    """Why a check's alerts are held back (its runs are still judged)."""
+
+    PAUSED = "paused"
+    MAINTENANCE = "maintenance"
+
+
+class TimeoutLimit(StrEnum):
+    """Which limit a timed-out run passed."""
+
+    MAX_RUNTIME = "max_runtime"
+    STEP_MAX = "step_max"
+    NEXT_RUN_DUE = "next_run_due"
+
+
 _BAD_KIND = {RunState.FAILED: AlertKind.FAILED, RunState.TIMED_OUT: AlertKind.TIMED_OUT,
              RunState.INTERRUPTED: AlertKind.INTERRUPTED, RunState.MISSED: AlertKind.MISSED}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the shell knows about the check beside its spec and watch."""
+
+    remind_every: timedelta = timedelta(0)  # resolved: the check's own, else the server's; 0 = never
+    hold: Hold | None = None
+    hold_until: datetime | None = None  # when the hold ends, if known (a maintenance window)
+    muted: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,17 +92,26 @@ class AlertIntent:
     down_since: datetime | None = None  # for recovered and reminder: how long it has been down
     missed: int = 1  # for missed: how many expected starts the one missed run stands for
     expected_at: datetime | None = None  # for missed: the expected start
+    trouble: Trouble | None = None  # for reminders and catch-ups: what is wrong
+    since: Since | None = None  # what happened since the previous alert (reminders, catch-ups)
+    limit: TimeoutLimit | None = None  # for timed_out: which limit was passed
+    previous: Trouble | None = None  # for a change while down: what was wrong before
 
 
 @dataclass
 class Decision:
     watch: Watch
-    runs: list[Run] = field(default_factory=list)  # runs changed (timed out) or new (missed)
+    runs: list[Run] = field(default_factory=list)  # runs changed (timed out, folded) or new (missed)
     alerts: list[AlertIntent] = field(default_factory=list)
+    recovered: bool = False  # the check came back up (a mute ends here)
+
+
+def resolve_remind_every(spec: CheckSpec, server_default: timedelta) -> timedelta:
+    return server_default if spec.remind_every is None else spec.remind_every
 
 
 def fresh_watch(spec: CheckSpec, now: datetime, previous: Watch | None = None) -> Watch:
-    """The watch for a new, changed or resumed check: expect the next start from `now`; keep the streak."""
+    """The watch for a new, changed or resumed check: expect the next start from `now`; keep the rest."""
     expected, deadline = _fresh_expectation(spec.schedule, spec.period, spec.timezone, spec.start_grace, now)
     if previous is None:
         return Watch(expected_at=expected, start_deadline=deadline)
@@ -102,64 +152,58 @@ def _expect_after(spec: CheckSpec, watch: Watch, start: datetime, now: datetime)
     watch.start_deadline = schedule.start_deadline(spec, expected) if expected else None
 
 
-def after_ping(spec: CheckSpec, watch: Watch, changed: list[Run], now: datetime,
-               remind_every: timedelta, paused: bool = False) -> Decision:
-    """What the runs a ping changed mean for the watch and for alerts."""
+# --- the decisions --------------------------------------------------------------------------------------
+
+
+def after_ping(spec: CheckSpec, watch: Watch, opened: Run | None, closed: list[Run], now: datetime,
+               ctx: Context) -> Decision:
+    """What one ping's changes (the run it opened, the runs it closed: `runs.Applied`) mean for alerts."""
     w = replace(watch)
     decision = Decision(watch=w)
-    for run in changed:
-        opened_now = run.started_at == now and run.state is not RunState.MISSED
-        if opened_now and not paused:
-            pending = w.expected_at
-            if spec.period is not None or (pending is not None and satisfies(spec, pending, run.started_at)):
-                _expect_after(spec, w, run.started_at, now)
-        if run.ended_at is None or run.ended_at != now or paused:
-            continue  # only runs this ping closed count as outcomes
+    if opened is not None and ctx.hold is not Hold.PAUSED:
+        pending = w.expected_at
+        if spec.period is not None or (pending is not None and satisfies(spec, pending, opened.started_at)):
+            _expect_after(spec, w, opened.started_at, now)
+    for run in closed:
         if run.state is RunState.OK:
-            if RunFlag.TOO_FAST in run.flags:
-                decision.alerts.append(AlertIntent(AlertKind.TOO_FAST, run, now))
-            _good(w, run, now, decision)
-        elif run.state in _BAD_KIND and run.state is not RunState.TIMED_OUT:  # timeouts alert in on_due
-            _bad(spec, w, run, _BAD_KIND[run.state], now, remind_every, decision)
+            if RunFlag.TOO_FAST in run.flags and not _held(w, now, ctx):
+                _send(w, decision, AlertIntent(AlertKind.TOO_FAST, run, now))
+            _judge_good(spec, w, run, now, ctx, decision)
+        elif run.state in _BAD_KIND:
+            _judge_bad(spec, w, run, now, ctx, decision)
+    _publish(w, now, ctx, decision, None)
     return decision
 
 
-def _good(w: Watch, run: Run, now: datetime, decision: Decision) -> None:
-    w.bad_streak = 0
-    if w.down_since is not None:
-        decision.alerts.append(AlertIntent(AlertKind.RECOVERED, run, now, down_since=w.down_since))
-        w.down_since = None
-        w.next_reminder = None
+def on_change(spec: CheckSpec, watch: Watch, now: datetime, ctx: Context, expect: bool = True) -> Decision:
+    """A check created, changed, paused, resumed, muted or put in maintenance: expect afresh (unless `expect`
+    is False); when nothing holds it any more, say once what is still true."""
+    w = fresh_watch(spec, now, watch) if expect else replace(watch)
+    if w.next_reminder is None and w.down_since is not None and w.told is not None:
+        _plan_reminder(w, now, ctx)
+    decision = Decision(watch=w)
+    _publish(w, now, ctx, decision, None)
+    return decision
 
 
-def _bad(spec: CheckSpec, w: Watch, run: Run, kind: AlertKind, now: datetime, remind_every: timedelta,
-         decision: Decision, missed: int = 1, expected_at: datetime | None = None) -> None:
-    w.bad_streak += 1
-    if w.bad_streak < spec.alert_after:
-        return
-    decision.alerts.append(AlertIntent(kind, run, now, down_since=w.down_since, missed=missed,
-                                       expected_at=expected_at))
-    if w.down_since is None:
-        w.down_since = now
-        w.next_reminder = now + remind_every if remind_every > timedelta(0) else None
+def on_due(check_id: int, spec: CheckSpec, watch: Watch, open_runs: list[Run], now: datetime, ctx: Context,
+           newest: Run | None = None) -> Decision:
+    """Everything that has fallen due by `now`: timeouts, a missed start, a reminder, a hold that ended.
 
-
-def on_due(check_id: int, spec: CheckSpec, watch: Watch, open_runs: list[Run], now: datetime,
-           remind_every: timedelta) -> Decision:
-    """Everything that has fallen due by `now`: timeouts, a missed start, a reminder."""
+    `newest`: the check's newest run, when the check is down and a start is due (a further missed start
+    folds into it when it is a missed run).
+    """
     w = replace(watch)
     decision = Decision(watch=w)
     for run in open_runs:
+        if run.state is not RunState.RUNNING:
+            continue
         deadline = schedule.run_deadline(spec, run)
         if deadline is not None and deadline <= now:
-            timed_out = run.copy()
-            timed_out.state = RunState.TIMED_OUT
-            decision.runs.append(timed_out)
-            _bad(spec, w, timed_out, AlertKind.TIMED_OUT, now, remind_every, decision)
+            _time_out(spec, w, run, now, ctx, decision, _limit_passed(spec, run, deadline))
 
     if w.start_deadline is not None and w.expected_at is not None and w.start_deadline <= now:
         expected, deadline = w.expected_at, w.start_deadline
-        missed = Run(check_id=check_id, state=RunState.MISSED, started_at=expected, ended_at=deadline)
         count = 1
         _expect_after(spec, w, expected, now)
         while w.start_deadline is not None and w.start_deadline <= now and count < MAX_COALESCE:
@@ -168,17 +212,173 @@ def on_due(check_id: int, spec: CheckSpec, watch: Watch, open_runs: list[Run], n
         if w.start_deadline is not None and w.start_deadline <= now:  # a very long outage: start afresh
             w.expected_at = schedule.next_expectation(spec, None, None, now)
             w.start_deadline = schedule.start_deadline(spec, w.expected_at) if w.expected_at else None
-        decision.runs.append(missed)
-        _bad(spec, w, missed, AlertKind.MISSED, now, remind_every, decision, missed=count, expected_at=expected)
-
-    if w.down_since is not None and w.next_reminder is not None and w.next_reminder <= now:
-        decision.alerts.append(AlertIntent(AlertKind.REMINDER, None, now, down_since=w.down_since))
-        while w.next_reminder <= now:  # after an outage: one reminder, then back on the beat
-            w.next_reminder += remind_every
+        # Without max_runtime, a run still open when this start was due explains the missing start: it hangs.
+        done = {(r.rid, r.started_at) for r in decision.runs}
+        hung = [r for r in open_runs if r.state is RunState.RUNNING and r.started_at < expected
+                and spec.max_runtime is None and (r.rid, r.started_at) not in done]
+        # A run that timed out and is still open (no finish yet) explains the later missing starts as well.
+        still_open = any(r.state is RunState.TIMED_OUT and r.ended_at is None and r.started_at < expected
+                         for r in open_runs) or bool(done)
+        if hung:
+            for run in hung:
+                _time_out(spec, w, run, now, ctx, decision, TimeoutLimit.NEXT_RUN_DUE)
+        elif still_open:
+            w.since = replace(w.since, missed=w.since.missed + count)
+        elif (w.down_since is not None and newest is not None and newest.state is RunState.MISSED
+              and newest.id is not None):
+            folded = newest.copy()  # down already, and nothing ran since: the same outage goes on
+            folded.missed += count
+            folded.ended_at = deadline
+            decision.runs.append(folded)
+            _judge_bad(spec, w, folded, now, ctx, decision, missed=count, expected_at=expected)
+        else:
+            missed = Run(check_id=check_id, state=RunState.MISSED, started_at=expected, ended_at=deadline,
+                         missed=count)
+            decision.runs.append(missed)
+            _judge_bad(spec, w, missed, now, ctx, decision, missed=count, expected_at=expected)
+    _publish(w, now, ctx, decision, None)
     return decision
 
 
-def next_deadline(watch: Watch, run_deadlines: list[datetime | None]) -> datetime | None:
-    """When the scheduler must look at this check again."""
-    times = [t for t in (watch.start_deadline, watch.next_reminder, *run_deadlines) if t is not None]
-    return min(times) if times else None
+def next_deadline(watch: Watch, run_deadlines: list[datetime | None], ctx: Context | None = None) -> datetime | None:
+    """When the scheduler must look at this check again: a start or run deadline, a reminder, or the moment
+    a held alert may go out (the hourly limit frees up, a maintenance window ends). Never a time already
+    past that could not fire: that would wake the scheduler in a loop."""
+    times = [watch.start_deadline, *run_deadlines]
+    if ctx is None or ctx.hold is not Hold.PAUSED:  # a resume looks at a paused check again
+        gate = [t for t in (_limit_frees(watch), ctx.hold_until if ctx is not None and ctx.hold else None)
+                if t is not None]
+        if _unsaid(watch) and gate:
+            times.append(max(gate))
+        if watch.next_reminder is not None and (ctx is None or not ctx.muted):
+            times.append(max([watch.next_reminder, *gate]))
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
+
+
+# --- the rules -------------------------------------------------------------------------------------------
+
+
+def _limit_passed(spec: CheckSpec, run: Run, deadline: datetime) -> TimeoutLimit:
+    step = schedule.step_deadline(spec, run)
+    return TimeoutLimit.STEP_MAX if step is not None and step[0] == deadline else TimeoutLimit.MAX_RUNTIME
+
+
+def _time_out(spec: CheckSpec, w: Watch, run: Run, now: datetime, ctx: Context, decision: Decision,
+              limit: TimeoutLimit) -> None:
+    timed_out = run.copy()
+    timed_out.state = RunState.TIMED_OUT
+    if limit is TimeoutLimit.NEXT_RUN_DUE:
+        timed_out.flags.add(RunFlag.NEXT_RUN_DUE)
+    decision.runs.append(timed_out)
+    _judge_bad(spec, w, timed_out, now, ctx, decision, limit=limit)
+
+
+def trouble_of(run: Run) -> Trouble:
+    step = run.last_step
+    kind = _BAD_KIND[run.state]
+    return Trouble(kind.value, run.exit_code if kind is AlertKind.FAILED else None,
+                   step.name if step and kind is not AlertKind.MISSED else None)
+
+
+def _judge_bad(spec: CheckSpec, w: Watch, run: Run, now: datetime, ctx: Context, decision: Decision,
+               missed: int = 1, expected_at: datetime | None = None, limit: TimeoutLimit | None = None) -> None:
+    trouble = trouble_of(run)
+    w.bad_streak += 1
+    w.good_streak = 0
+    s = w.since
+    w.since = replace(s, bad=s.bad + (run.state is not RunState.MISSED),
+                      missed=s.missed + (missed if run.state is RunState.MISSED else 0), last=trouble, last_at=now)
+    if w.bad_streak < spec.alert_after and w.down_since is None:
+        return
+    if w.down_since is None:
+        w.down_since = now
+    w.trouble = trouble
+    intent = AlertIntent(_BAD_KIND[run.state], run, now, down_since=w.down_since, missed=missed,
+                         expected_at=expected_at, trouble=trouble, limit=limit, previous=w.told)
+    _publish(w, now, ctx, decision, intent)
+
+
+def _judge_good(spec: CheckSpec, w: Watch, run: Run, now: datetime, ctx: Context, decision: Decision) -> None:
+    w.bad_streak = 0
+    w.good_streak += 1
+    w.since = replace(w.since, good=w.since.good + 1)
+    if w.down_since is None or w.good_streak < spec.recover_after:
+        return
+    down_since = w.down_since
+    w.down_since, w.trouble, w.next_reminder = None, None, None
+    decision.recovered = True
+    if w.told is None:  # held all along: nothing was said, nothing to take back
+        return
+    _publish(w, now, ctx, decision, AlertIntent(AlertKind.RECOVERED, run, now, down_since=down_since,
+                                                since=w.since, previous=w.told))
+
+
+def _unsaid(w: Watch) -> bool:
+    """Does the truth differ from what the last alert said?"""
+    if w.down_since is None:
+        return w.told is not None
+    return w.trouble is not None and w.told != w.trouble
+
+
+def _limit_frees(w: Watch) -> datetime | None:
+    """When the hourly limit allows the next alert, if it is reached."""
+    if len(w.recent) < ALERTS_PER_HOUR:
+        return None
+    return w.recent[-ALERTS_PER_HOUR] + _HOUR
+
+
+def _held(w: Watch, now: datetime, ctx: Context) -> bool:
+    if ctx.hold is not None:
+        return True
+    frees = _limit_frees(w)
+    return frees is not None and frees > now
+
+
+def _send(w: Watch, decision: Decision, intent: AlertIntent) -> None:
+    decision.alerts.append(intent)
+    cutoff = intent.at - _HOUR
+    w.recent = (*[t for t in w.recent if t > cutoff][-(ALERTS_PER_HOUR - 1):], intent.at)
+
+
+def _plan_reminder(w: Watch, now: datetime, ctx: Context) -> None:
+    w.next_reminder = now + ctx.remind_every if ctx.remind_every > timedelta(0) else None
+
+
+def _publish(w: Watch, now: datetime, ctx: Context, decision: Decision, intent: AlertIntent | None) -> None:
+    """Send what the truth says and the last alert did not, unless held; else a reminder when one is due.
+
+    `intent`: the alert for the run just judged, if it is the news (its own words: step, exit status,
+    output); a catch-up after a hold or the hourly limit speaks from the watch instead.
+    """
+    pending: AlertIntent
+    if _unsaid(w):
+        if intent is not None and (intent.trouble == w.trouble if w.down_since is not None
+                                   else intent.kind is AlertKind.RECOVERED):
+            pending = intent
+        elif w.down_since is None:
+            pending = AlertIntent(AlertKind.RECOVERED, None, now, since=w.since, previous=w.told)
+        else:
+            assert w.trouble is not None
+            pending = AlertIntent(AlertKind(w.trouble.kind), None, now, down_since=w.down_since, trouble=w.trouble,
+                                  since=w.since, previous=w.told)
+    elif (w.down_since is not None and w.told is not None and w.next_reminder is not None
+          and w.next_reminder <= now and not ctx.muted):
+        pending = AlertIntent(AlertKind.REMINDER, None, now, down_since=w.down_since, trouble=w.trouble,
+                              since=w.since)
+    else:
+        return
+    if _held(w, now, ctx):
+        if pending is intent:
+            w.since = replace(w.since, held=w.since.held + 1)
+        return
+    _send(w, decision, pending)
+    w.told = w.trouble if w.down_since is not None else None
+    w.since = Since()
+    if w.down_since is None:
+        w.next_reminder = None
+    elif pending.kind is AlertKind.REMINDER and w.next_reminder is not None and ctx.remind_every > timedelta(0):
+        while w.next_reminder <= now:  # after an outage: one reminder, then back on the beat
+            w.next_reminder += ctx.remind_every
+    else:
+        _plan_reminder(w, now, ctx)

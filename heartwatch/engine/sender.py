@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from typing import NamedTuple
 from heartwatch.clock import Clock
 from heartwatch.core import alert_text
 from heartwatch.engine import notify
+from heartwatch.store.outbox import Attempt
 from heartwatch.store.sqlite import Store
 
 log = logging.getLogger("heartwatch.engine.sender")
@@ -122,10 +122,7 @@ class Sender:
         # back (NTP, a VM resumed), and is due now rather than after the clock has made up the jump.
         horizon = now + notify.backoff(notify.MAX_ATTEMPTS, self.retry_first)
         self._finished.clear()
-        rows = await self.store.fetchall(
-            "SELECT d.id, d.target, d.attempts, a.kind, a.title, a.body FROM deliveries d JOIN alerts a"
-            " ON a.id = d.alert_id WHERE d.next_attempt_at <= ? OR d.next_attempt_at > ?"
-            " ORDER BY d.next_attempt_at LIMIT ?", (now.timestamp(), horizon.timestamp(), _CLAIM_LIMIT))
+        rows = await self.store.claim_deliveries(now, horizon, _CLAIM_LIMIT)
         self._capped = len(rows) == _CLAIM_LIMIT
         self._claimed_until = now.timestamp()
         loop = asyncio.get_running_loop()
@@ -216,20 +213,19 @@ class Sender:
         """One attempt for each delivery of the send, each on its own count, in one transaction."""
         now = self.clock()
         at = now.timestamp()
-        # (attempts, next_attempt_at, delivered_at, gave_up_at, last_error, id) per delivery
-        rows: list[tuple[int, float | None, float | None, float | None, str | None, int]] = []
+        rows: list[Attempt] = []
         retries: list[float] = []
         given_up = 0
         for due in batch:
             attempt = due.attempts + 1
             if ok:
-                rows.append((attempt, None, at, None, None, due.id))
+                rows.append(Attempt(due.id, attempt, None, at, None, None))
             elif attempt >= notify.MAX_ATTEMPTS:
-                rows.append((attempt, None, None, at, error, due.id))
+                rows.append(Attempt(due.id, attempt, None, None, at, error))
                 given_up += 1
             else:
                 retry = (now + notify.backoff(attempt, self.retry_first)).timestamp()
-                rows.append((attempt, retry, None, None, error, due.id))
+                rows.append(Attempt(due.id, attempt, retry, None, None, error))
                 retries.append(retry)
         if not ok:
             self._log_failure(target, batch, given_up, retries, error)
@@ -237,19 +233,8 @@ class Sender:
         # A retry that got through: the target is back, so its other deliveries waiting out a backoff (up to an
         # hour each, planned apart) are due now, and go together, rather than trickling in over the next hour.
         back = ok and any(due.attempts for due in batch)
-
-        def op(conn: sqlite3.Connection) -> int:
-            conn.executemany("UPDATE deliveries SET attempts = ?, next_attempt_at = ?, delivered_at = ?,"
-                             " gave_up_at = ?, last_error = ? WHERE id = ?", rows)
-            conn.executemany("INSERT INTO delivery_attempts (delivery_id, at, ok, error) VALUES (?, ?, ?, ?)",
-                             [(due.id, at, int(ok), error) for due in batch])
-            if not back:
-                return 0
-            return conn.execute("UPDATE deliveries SET next_attempt_at = ? WHERE next_attempt_at > ? AND target = ?",
-                                (at, at, target)).rowcount
-
         # A digest's record (two rows per alert, up to DIGEST_MAX) goes to the writer thread, off the event loop.
-        if await self.store.writer.submit(op, long=len(batch) > 50) or not ok:
+        if await self.store.record_attempts(rows, at, ok, error, target if back else None) or not ok:
             self.wake()  # re-plan the sleep: these rows' next attempt may be the earliest
 
     def _log_failure(self, target: str, batch: list[_Due], given_up: int, retries: list[float],
@@ -299,9 +284,7 @@ class Sender:
                 await self.send_due()
                 # Everything due by the claim has been claimed, unless the claim hit its limit (then claim
                 # more soon). A claimed row gets its next attempt time when it is recorded, which wakes us.
-                rows = await self.store.fetchall(
-                    "SELECT MIN(next_attempt_at) FROM deliveries WHERE next_attempt_at > ?", (self._claimed_until,))
-                nxt = rows[0][0] if rows else None
+                nxt = await self.store.next_delivery_after(self._claimed_until)
                 now = self.clock().timestamp()
                 timeout = 0.05 if self._capped else None if nxt is None else max(0.05, nxt - now)
             except Exception:

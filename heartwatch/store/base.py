@@ -62,6 +62,8 @@ class StatusLines:
 
     lines: list[StatusLine]
     due: dict[int, tuple[datetime | None, datetime | None]]  # check id -> (expected_at, start_deadline)
+    #: Checks the watch holds down though the newest run is good (recover_after not reached yet): few.
+    down: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

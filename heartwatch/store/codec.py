@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from heartwatch.core.model import Check, CheckSpec, Run, RunFlag, RunState, StepMark, Watch
+from heartwatch.core.model import Check, CheckSpec, Run, RunFlag, RunState, Since, StepMark, Trouble, Watch
 from heartwatch.core.settings import spec_fields_from_store, spec_to_store
 
 
@@ -51,13 +51,14 @@ def _spec_fields(text: str) -> dict[str, Any]:
     return spec_fields_from_store(json.loads(text))
 
 
-CHECK_COLUMNS = "id, uuid, slug, spec, source, paused, archived_at, created_at"
+CHECK_COLUMNS = "id, uuid, slug, spec, source, paused, archived_at, created_at, muted, maintenance_until"
 
 
 def check_from_row(row: Any, spec: CheckSpec | None = None) -> Check:
     """`spec`: the row's spec when the caller already holds it (one whose spec_to_json is the row's text)."""
     return Check(id=row[0], uuid=row[1], spec=spec or spec_from_json(row[2], row[3]), source=row[4],
-                 paused=bool(row[5]), archived=row[6] is not None, created_at=from_ts(row[7]))
+                 paused=bool(row[5]), archived=row[6] is not None, created_at=from_ts(row[7]),
+                 muted=bool(row[8]), maintenance_until=from_ts(row[9]))
 
 
 def steps_to_json(steps: list[StepMark]) -> str:
@@ -79,7 +80,7 @@ def steps_from_json(text: str) -> list[StepMark]:
             for s in json.loads(text)]
 
 
-RUN_COLUMNS = "id, check_id, rid, state, started_at, ended_at, exit_code, steps, flags, deadline"
+RUN_COLUMNS = "id, check_id, rid, state, started_at, ended_at, exit_code, steps, flags, deadline, missed"
 
 
 def run_from_row(row: Any) -> Run:
@@ -87,7 +88,7 @@ def run_from_row(row: Any) -> Run:
     assert started is not None
     return Run(id=row[0], check_id=row[1], rid=row[2], state=RunState(row[3]), started_at=started,
                ended_at=from_ts(row[5]), exit_code=row[6], steps=steps_from_json(row[7]),
-               flags={RunFlag(f) for f in json.loads(row[8])}, deadline=from_ts(row[9]))
+               flags={RunFlag(f) for f in json.loads(row[8])}, deadline=from_ts(row[9]), missed=row[10])
 
 
 def run_values(run: Run) -> tuple[Any, ...]:
@@ -95,17 +96,48 @@ def run_values(run: Run) -> tuple[Any, ...]:
     last = run.last_step
     return (run.check_id, run.rid, run.state.value, to_ts(run.started_at), to_ts(run.ended_at),
             run.exit_code, steps_to_json(run.steps), json.dumps(sorted(run.flags)) if run.flags else "[]",
-            last.name if last else None, to_ts(last.at) if last else None, to_ts(run.deadline))
+            last.name if last else None, to_ts(last.at) if last else None, to_ts(run.deadline), run.missed)
 
 
-WATCH_COLUMNS = "expected_at, start_deadline, down_since, bad_streak, next_reminder"
+WATCH_COLUMNS = "expected_at, start_deadline, down_since, bad_streak, next_reminder, memory"
+#: A down check stored before the alert rules of version 2 knew why it was down: it had alerted.
+_LEGACY_DOWN = Trouble("down")
 
 
 def watch_from_row(row: Any) -> Watch:
-    return Watch(expected_at=from_ts(row[0]), start_deadline=from_ts(row[1]), down_since=from_ts(row[2]),
-                 bad_streak=row[3], next_reminder=from_ts(row[4]))
+    w = Watch(expected_at=from_ts(row[0]), start_deadline=from_ts(row[1]), down_since=from_ts(row[2]),
+              bad_streak=row[3], next_reminder=from_ts(row[4]))
+    memory = row[5] if len(row) > 5 else None
+    if memory is None:
+        if w.down_since is not None:
+            w.trouble = w.told = _LEGACY_DOWN
+        return w
+    m = json.loads(memory)
+    w.good_streak = m.get("g", 0)
+    w.trouble = Trouble.from_key(m["t"]) if m.get("t") else None
+    w.told = Trouble.from_key(m["o"]) if m.get("o") else None
+    s = m.get("s") or {}
+    w.since = Since(bad=s.get("bad", 0), missed=s.get("missed", 0), good=s.get("good", 0), late=s.get("late", 0),
+                    held=s.get("held", 0), last=Trouble.from_key(s["last"]) if s.get("last") else None,
+                    last_at=from_ts(s.get("last_at")))
+    w.recent = tuple(datetime.fromtimestamp(t, UTC) for t in m.get("r", ()))
+    return w
+
+
+def _memory(w: Watch) -> str | None:
+    if (not w.good_streak and w.trouble is None and w.told is None and w.since == _NOTHING_SINCE
+            and not w.recent):
+        return None  # the common case: a check that is fine stores nothing here
+    s = w.since
+    since = {"bad": s.bad, "missed": s.missed, "good": s.good, "late": s.late, "held": s.held,
+             "last": s.last.key if s.last else None, "last_at": to_ts(s.last_at)}
+    return _compact({"g": w.good_streak, "t": w.trouble.key if w.trouble else None,
+                     "o": w.told.key if w.told else None, "s": since, "r": [t.timestamp() for t in w.recent]})
+
+
+_NOTHING_SINCE = Since()
 
 
 def watch_values(w: Watch) -> tuple[Any, ...]:
     return (to_ts(w.expected_at), to_ts(w.start_deadline), to_ts(w.down_since), w.bad_streak,
-            to_ts(w.next_reminder))
+            to_ts(w.next_reminder), _memory(w))

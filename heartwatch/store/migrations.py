@@ -103,10 +103,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         DROP INDEX IF EXISTS runs_by_check;
         CREATE INDEX runs_by_check ON runs (check_id, id, state);
     """),
+    (5, "alert rules: what alerts said, folded missed runs", """
+        -- JSON: good_streak, trouble (what is wrong now), told (what the last alert said), since (what happened
+        -- since it), recent (the last alerts' times, for the hourly limit). NULL for a check with nothing to say.
+        ALTER TABLE watches ADD COLUMN memory TEXT;
+        -- A missed run stands for this many expected starts (folded while the check was down).
+        ALTER TABLE runs ADD COLUMN missed INTEGER NOT NULL DEFAULT 1;
+    """),
+    (6, "holds: mute and one-off maintenance", """
+        ALTER TABLE checks ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;   -- no reminders until it recovers
+        ALTER TABLE checks ADD COLUMN maintenance_until REAL;             -- alerts held until then
+    """),
     (8, "runs by start time", """
         -- Uptime over the last 24 hours, 7 days and 30 days counts a check's runs by when they started: with
-        -- the state in the index the count is read from the index alone, for every check on a page at once.
-        CREATE INDEX runs_by_start ON runs (check_id, started_at, state);
+        -- the state and the folded-missed count in the index the count is read from the index alone, for every
+        -- check on a page at once.
+        CREATE INDEX runs_by_start ON runs (check_id, started_at, state, missed);
     """),
 ]
 

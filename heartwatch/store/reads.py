@@ -180,7 +180,8 @@ class SqliteReads:
                 continue
             name, tags = summaries.get(spec) or _summary(spec)
             lines.append((cid, name or slug, tags, bool(paused), states[state] if state else None, slug))
-        return StatusLines(lines, due)
+        down = frozenset(r[0] for r in await self._all("SELECT check_id FROM watches WHERE down_since IS NOT NULL"))
+        return StatusLines(lines, due, down)
 
     async def metrics_rows(self) -> MetricsRows:
         # The newest run that ended, missed ones aside: a missed run never ran, so it has no duration.

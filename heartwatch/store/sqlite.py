@@ -24,16 +24,20 @@ import aiosqlite
 from heartwatch.core.model import Check, CheckSpec, Ping, Run
 from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import Applied, apply_ping
-from heartwatch.store import codec
+from heartwatch.store import codec, outbox
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
 from heartwatch.store.migrations import MIGRATIONS, migrate
+from heartwatch.store.outbox import AlertPolicy, Attempt, DueDelivery
 from heartwatch.store.reads import SqliteReads
+from heartwatch.store.watches import WatchBook
 from heartwatch.store.writer import Writer
 
 log = logging.getLogger("heartwatch.store.sqlite")
 
 #: Events between two prunes of one check's history: keeps pruning off most pings.
 PRUNE_EVERY = 100
+#: The kind of a stored event whose method the check does not count (`methods`): logged, nothing changed.
+IGNORED = "ignored"
 
 
 class PingOutcome(StrEnum):
@@ -47,6 +51,8 @@ class PingResult:
     outcome: PingOutcome
     check: Check | None = None
     applied: Applied | None = None
+    alerts: int = 0  # alerts this ping wrote to the outbox
+    earliest_deadline: float | None = None  # the earliest deadline it wrote, if it wrote one
 
 
 @dataclass
@@ -56,17 +62,15 @@ class SyncReport:
     archived: list[str] = field(default_factory=list)
 
 
-#: Hooks run on the writer thread inside the ping's transaction (the scheduler persists deadlines here).
-PingHook = Callable[[sqlite3.Connection, Check, Ping, Applied], None]
-#: Hooks run on the writer thread when checks are created, changed, archived, paused or resumed: one call for
-#: the checks one operation touched (a first start creates 100,000 at once), so a hook can write them together.
-CheckHook = Callable[[sqlite3.Connection, list[Check], datetime], None]
+#: Checks evaluated per transaction when many fall due at once: keeps pings flowing in between.
+DUE_BATCH = 500
 
 
 class Store(SqliteReads):
     """Reads (SqliteReads) on a read connection of their own; writes through the one Writer."""
 
-    def __init__(self, path: Path, retention: int = 1000, synchronous: str = "normal") -> None:
+    def __init__(self, path: Path, retention: int = 1000, synchronous: str = "normal",
+                 policy: AlertPolicy | None = None) -> None:
         self.path = path
         self.retention = retention
         self.writer = Writer(path, on_failure=self._load_state, synchronous=synchronous)
@@ -78,15 +82,22 @@ class Store(SqliteReads):
         self._since_prune: dict[int, int] = {}
         # Open runs by check: every ping needs them, so they are kept here instead of read and decoded each time.
         self._open: dict[int, list[Run]] = {}
-        #: Called on the writer thread after the state above is (re)loaded, e.g. after a rolled-back batch.
-        self.reload_hooks: list[Callable[[sqlite3.Connection], None]] = []
+        # Each check's watch and the alert decisions' writes, on the writer thread (store/watches.py).
+        self.book = WatchBook(self.open_runs, self.save_run, policy or AlertPolicy())
         self._ping_key = ""
         # Specs the stored checks are expected to have (the config's): a stored check whose text matches one
         # shares that object instead of decoding its JSON, which is most of a restart with 100,000 checks.
         self._known_specs: Mapping[str, CheckSpec] = {}
         self._read_ahead: list[Check] | None = None  # the checks, read while quick_check ran
-        self.ping_hooks: list[PingHook] = []
-        self.check_hooks: list[CheckHook] = []
+
+    @property
+    def policy(self) -> AlertPolicy:
+        return self.book.policy
+
+    @policy.setter
+    def policy(self, policy: AlertPolicy) -> None:
+        """Alert targets and reminders as the (reloaded) config says; alerts written from now on use them."""
+        self.book.policy = policy
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -198,8 +209,7 @@ class Store(SqliteReads):
         for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL"):
             run = codec.run_from_row(row)
             self._open.setdefault(run.check_id, []).append(run)
-        for hook in self.reload_hooks:
-            hook(conn)
+        self.book.forget()
 
     def open_runs(self, check_id: int) -> list[Run]:
         """A check's open runs (running, or timed out awaiting a late finish). Writer thread only."""
@@ -244,9 +254,8 @@ class Store(SqliteReads):
         self._changed(conn, checks, now)
         return checks
 
-    def _changed(self, conn: sqlite3.Connection, checks: list[Check], now: datetime) -> None:
-        for hook in self.check_hooks:
-            hook(conn, checks, now)
+    def _changed(self, conn: sqlite3.Connection, checks: list[Check], now: datetime, expect: bool = True) -> None:
+        self.book.on_checks_changed(conn, checks, now, expect)
 
     def check_by_id(self, check_id: int) -> Check | None:
         """From the writer's index: call on the writer thread (inside an operation)."""
@@ -300,7 +309,38 @@ class Store(SqliteReads):
             if check.paused != paused:
                 conn.execute("UPDATE checks SET paused = ? WHERE id = ?", (int(paused), check.id))
                 check.paused = paused
-                self._changed(conn, [check], now)
+                # A pause keeps the expectation and the down state; a resume expects afresh from now.
+                self._changed(conn, [check], now, expect=not paused)
+            return check
+
+        return await self.writer.submit(op)
+
+    async def set_muted(self, slug: str, muted: bool, now: datetime) -> Check | None:
+        """Mute (no reminders until the check recovers) or unmute a check; None if there is no such check."""
+
+        def op(conn: sqlite3.Connection) -> Check | None:
+            check = self._by_slug.get(slug)
+            if check is None:
+                return None
+            if check.muted != muted:
+                conn.execute("UPDATE checks SET muted = ? WHERE id = ?", (int(muted), check.id))
+                check.muted = muted
+                self._changed(conn, [check], now, expect=False)
+            return check
+
+        return await self.writer.submit(op)
+
+    async def set_maintenance(self, slug: str, until: datetime | None, now: datetime) -> Check | None:
+        """Hold a check's alerts until `until` (None: end the hold now); what is still true then goes out once.
+        None if there is no such check."""
+
+        def op(conn: sqlite3.Connection) -> Check | None:
+            check = self._by_slug.get(slug)
+            if check is None:
+                return None
+            conn.execute("UPDATE checks SET maintenance_until = ? WHERE id = ?", (codec.to_ts(until), check.id))
+            check.maintenance_until = until
+            self._changed(conn, [check], now, expect=False)
             return check
 
         return await self.writer.submit(op)
@@ -324,22 +364,31 @@ class Store(SqliteReads):
                     return PingResult(PingOutcome.NOT_FOUND)
                 check = self._insert_check(conn, req.create_spec or CheckSpec(slug=req.slug), "ping", ping.at)
                 outcome = PingOutcome.CREATED
+            elif check.paused and check.spec.resume_on_ping and (not check.spec.methods
+                                                                  or ping.method in check.spec.methods):
+                conn.execute("UPDATE checks SET paused = 0 WHERE id = ?", (check.id,))
+                check.paused = False
+                self._changed(conn, [check], ping.at)
+            # 1. the runs: what the ping opened, marked or closed (pure)
             applied = apply_ping(check.id, check.spec, self.open_runs(check.id), ping)
             for run in applied.changed:
                 self.save_run(conn, run)
-            self._insert_event(conn, check.id, applied.run, ping)
-            for hook in self.ping_hooks:
-                hook(conn, check, ping, applied)
-            return PingResult(outcome, check, applied)
+            self._insert_event(conn, check.id, applied.run, ping, ignored=applied.ignored)
+            # 2. what that means for alerts (pure: watching.after_ping), written to the outbox and the watch
+            book = self.book
+            before, book.earliest_written = book.alerts_written, None
+            book.on_ping(conn, check, ping, applied)
+            return PingResult(outcome, check, applied, book.alerts_written - before, book.earliest_written)
 
         return await self.writer.submit(op)
 
-    def _insert_event(self, conn: sqlite3.Connection, check_id: int, run: Run | None, ping: Ping) -> None:
+    def _insert_event(self, conn: sqlite3.Connection, check_id: int, run: Run | None, ping: Ping,
+                      ignored: bool = False) -> None:
         conn.execute(
             "INSERT INTO events (check_id, run_id, at, kind, step, rid, exit_code, body, remote_addr,"
             " user_agent, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (check_id, run.id if run else None, ping.at.timestamp(), ping.kind.value, ping.step, ping.rid,
-             ping.exit_code, ping.body or None, ping.remote_addr, ping.user_agent, ping.method))
+            (check_id, run.id if run else None, ping.at.timestamp(), IGNORED if ignored else ping.kind.value,
+             ping.step, ping.rid, ping.exit_code, ping.body or None, ping.remote_addr, ping.user_agent, ping.method))
         count = self._since_prune.get(check_id, 0) + 1
         if count >= PRUNE_EVERY:
             self._prune(conn, check_id)
@@ -405,6 +454,67 @@ class Store(SqliteReads):
 
         return await self.writer.submit(op)
 
+    # --- deadlines: what the scheduler asks --------------------------------------------------------------
+
+    async def prepare_watches(self, now: datetime) -> None:
+        """Give every check without a watch (created before deadlines existed) a fresh expectation."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            missing = [r[0] for r in conn.execute(
+                "SELECT id FROM checks WHERE NOT EXISTS (SELECT 1 FROM watches WHERE check_id = checks.id)")]
+            checks = [c for c in map(self._by_id.get, missing) if c is not None]
+            self.book.read(conn, [c.id for c in checks])  # known: no row
+            self._changed(conn, checks, now)
+
+        await self.writer.submit(op, long=True)  # every check, at start-up
+
+    async def due_checks(self, now: datetime, limit: int = DUE_BATCH) -> list[int]:
+        """Ids of checks with a deadline at or before `now`, the earliest first."""
+        rows = await self.fetchall(
+            "SELECT check_id FROM watches WHERE next_deadline <= ? ORDER BY next_deadline LIMIT ?",
+            (now.timestamp(), limit))
+        return [r[0] for r in rows]
+
+    async def evaluate(self, check_ids: list[int], now: datetime) -> int:
+        """Evaluate what fell due for these checks in one transaction; returns the alerts written."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            checks = [c for c in map(self._by_id.get, check_ids) if c is not None]
+            return self.book.evaluate(conn, checks, now)
+
+        # long: up to DUE_BATCH checks evaluated in one transaction, off the event loop
+        written: int = await self.writer.submit(op, long=True)
+        return written
+
+    async def earliest_deadline(self) -> float | None:
+        """When the next deadline of any check falls due (Unix time), if any."""
+        rows = await self.fetchall("SELECT MIN(next_deadline) FROM watches")
+        return rows[0][0] if rows else None
+
+    async def rebase_expectations(self, now: datetime) -> None:
+        """The clock stepped back: recompute every check's next expectation from the new `now`."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            self.book.rebase(conn, [c for c in self._by_id.values() if not c.paused], now)
+
+        await self.writer.submit(op, long=True)
+
+    # --- the outbox: what the sender asks ----------------------------------------------------------------
+
+    async def claim_deliveries(self, now: datetime, horizon: datetime, limit: int) -> list[DueDelivery]:
+        return await outbox.claim_due(self.reader, now, horizon, limit)
+
+    async def next_delivery_after(self, after: float) -> float | None:
+        return await outbox.next_attempt_after(self.reader, after)
+
+    async def record_attempts(self, attempts: list[Attempt], at: float, ok: bool, error: str | None,
+                              back_target: str | None) -> int:
+        """Record one send's attempts in one transaction; returns how many waiting deliveries were made due."""
+        moved: int = await self.writer.submit(
+            lambda conn: outbox.record_attempts(conn, attempts, at, ok, error, back_target), long=len(attempts) > 50)
+        return moved
+
+    # --- reads ----------------------------------------------------------------------------------------
     # --- reads: the methods of SqliteReads (store/reads.py), on this connection --------------------------
 
     @property
@@ -464,12 +574,13 @@ def save_run(conn: sqlite3.Connection, run: Run) -> None:
     if run.id is None:
         cur = conn.execute(
             "INSERT INTO runs (check_id, rid, state, started_at, ended_at, exit_code, steps, flags, last_step,"
-            " last_step_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            " last_step_at, deadline, missed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
         run.id = cur.lastrowid
     else:
         conn.execute(
             "UPDATE runs SET check_id = ?, rid = ?, state = ?, started_at = ?, ended_at = ?, exit_code = ?,"
-            " steps = ?, flags = ?, last_step = ?, last_step_at = ?, deadline = ? WHERE id = ?", (*values, run.id))
+            " steps = ?, flags = ?, last_step = ?, last_step_at = ?, deadline = ?, missed = ? WHERE id = ?",
+            (*values, run.id))
 
 
 # --- API writes: what the operations above return ----------------------------------------------------------

@@ -3,8 +3,9 @@
 A run counts in a window when it started (or, for a missed run, was expected) inside it; runs still going
 are left out until they end. Every run that ended is one the schedule expected or the job reported, so the
 share of ok ones among them is what the check page calls uptime, and the others are its failures (failed,
-timed out, interrupted, missed). Read from the runs_by_start index alone (migration 8), for every check of
-a page in one statement (`SqliteReads.uptimes`).
+timed out, interrupted, missed). A missed run that stands for several expected starts (folded while the
+check was down: the runs table's `missed` column) counts as that many. Read from the runs_by_start index
+alone (migration 8), for every check of a page in one statement (`SqliteReads.uptimes`).
 
 Runs older than the retention (`[server] retention` runs per check) are pruned, so a busy check's 30 days
 may cover fewer runs than it had; the window's count says how many were judged.
@@ -61,7 +62,9 @@ def uptime_query(check_ids: Sequence[int], now: datetime, windows: Sequence[tupl
     """
     now_ts = now.timestamp()
     cuts = [now_ts - span.total_seconds() for _, span in windows]
-    columns = ", ".join("SUM(started_at >= ?), SUM(started_at >= ? AND state != ?)" for _ in cuts)
+    # A missed run folded while the check was down stands for `missed` expected starts (1 for every other run).
+    columns = ", ".join("SUM((started_at >= ?) * missed), SUM((started_at >= ? AND state != ?) * missed)"
+                        for _ in cuts)
     marks = ",".join("?" * len(check_ids))
     ok = RunState.OK.value
     sql = (f"SELECT check_id, {columns} FROM runs WHERE check_id IN ({marks}) AND started_at >= ? AND state != ?"

@@ -54,6 +54,8 @@ def check_json(hub: Hub, snap: CheckSnapshot) -> dict[str, Any]:
         "slug_ping_url": hub.slug_url(check.slug),
         **api_settings(spec),  # the table of check settings says which and how
         "paused": check.paused,
+        "muted": check.muted,
+        "maintenance_until": iso(check.maintenance_until),
         "archived": check.archived,
         "source": check.source,
         "last_run": run_json(last_run) if last_run else None,

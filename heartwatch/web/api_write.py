@@ -1,4 +1,5 @@
-"""The write API under /api/v1/: create (upsert), update, archive, pause and resume checks.
+"""The write API under /api/v1/: create (upsert), update, archive, pause and resume checks, and the holds:
+pause for a while (`{"for": "2h"}` or `{"until": ISO}`: alerts held, the check still watched), mute and unmute.
 
 Every write needs `Authorization: Bearer <token>` with one of the configured tokens (`[api] tokens`,
 HEARTWATCH_API_TOKEN or HEARTWATCH_API_TOKEN_FILE). With no token configured, writes are refused (403)
@@ -19,6 +20,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -26,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from heartwatch.config import Settings
+from heartwatch.core.durations import parse_duration
 from heartwatch.core.model import CheckSpec
 from heartwatch.core.settings import BY_KEY, parse_check, spec_table
 from heartwatch.core.values import SLUG_RE, ConfigError
@@ -222,12 +225,67 @@ async def _set_paused(request: Request, hub: Hub, paused: bool) -> Response:
     return await answer(hub, slug, None if check is None else ApiWrite(ApiOutcome.UPDATED, check))
 
 
+def hold_until(body: dict[str, Any], now: datetime) -> datetime:
+    """The end of a one-off hold from `{"for": "2h"}` or `{"until": "2024-05-01T06:00:00Z"}`."""
+    unknown = sorted(set(body) - {"for", "until"})
+    if unknown or len(body) != 1:
+        raise ApiError(422, 'give one of "for" (a duration like 2h) or "until" (an ISO 8601 time)',
+                       unknown[0] if unknown else None)
+    if "for" in body:
+        try:
+            length = parse_duration(str(body["for"]))
+        except ValueError as e:
+            raise ApiError(422, f"for: {e}", "for") from None
+        if length.total_seconds() <= 0:
+            raise ApiError(422, "for: the hold must last longer than 0", "for")
+        return now + length
+    try:
+        until = datetime.fromisoformat(str(body["until"]).replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, "until: expected an ISO 8601 time like 2024-05-01T06:00:00Z", "until") from None
+    if until.tzinfo is None:
+        raise ApiError(422, "until: give the time zone (Z or an offset like +02:00)", "until")
+    if until <= now:
+        raise ApiError(422, "until: that time has passed", "until")
+    return until.astimezone(UTC)
+
+
 async def pause_check(request: Request, hub: Hub) -> Response:
-    return await _set_paused(request, hub, True)
+    """Without a body: paused (nothing expected, nothing sent) until resumed. With {"for"} or {"until"}: a
+    maintenance hold, the check still watched, its alerts held until then and what is still true sent once."""
+    has_body = request.headers.get("content-length", "0") not in ("", "0") or "chunked" in request.headers.get(
+        "transfer-encoding", "")
+    if not has_body:
+        return await _set_paused(request, hub, True)
+    slug = request.path_params["slug"]
+    now = hub.clock()
+    until = hold_until(await read_object(request), now)
+    check = await hub.store.set_maintenance(slug, until, now)
+    return await answer(hub, slug, None if check is None else ApiWrite(ApiOutcome.UPDATED, check))
 
 
 async def resume_check(request: Request, hub: Hub) -> Response:
+    """Ends a pause and a maintenance hold alike."""
+    slug = request.path_params["slug"]
+    check = await hub.store.set_maintenance(slug, None, hub.clock())
+    if check is None:
+        return await answer(hub, slug, None)
     return await _set_paused(request, hub, False)
+
+
+async def _set_muted(request: Request, hub: Hub, muted: bool) -> Response:
+    slug = request.path_params["slug"]
+    check = await hub.store.set_muted(slug, muted, hub.clock())
+    return await answer(hub, slug, None if check is None else ApiWrite(ApiOutcome.UPDATED, check))
+
+
+async def mute_check(request: Request, hub: Hub) -> Response:
+    """No reminders until the check recovers (the mute ends by itself then)."""
+    return await _set_muted(request, hub, True)
+
+
+async def unmute_check(request: Request, hub: Hub) -> Response:
+    return await _set_muted(request, hub, False)
 
 
 routes = [
@@ -236,4 +294,6 @@ routes = [
     Route("/api/v1/checks/{slug}", write_endpoint(delete_check), methods=["DELETE"]),
     Route("/api/v1/checks/{slug}/pause", write_endpoint(pause_check), methods=["POST"]),
     Route("/api/v1/checks/{slug}/resume", write_endpoint(resume_check), methods=["POST"]),
+    Route("/api/v1/checks/{slug}/mute", write_endpoint(mute_check), methods=["POST"]),
+    Route("/api/v1/checks/{slug}/unmute", write_endpoint(unmute_check), methods=["POST"]),
 ]

@@ -92,7 +92,7 @@ SCHEMAS: dict[str, Any] = {
     "Check": {
         "type": "object",
         "required": ["slug", "name", "uuid", "status", "ping_url", "slug_ping_url", *_CHECK_OUTPUT,
-                     "paused", "archived", "source", "last_run", "next_expected_at"],
+                     "muted", "maintenance_until", "paused", "archived", "source", "last_run", "next_expected_at"],
         "properties": {
             "slug": SLUG,
             "name": {"type": "string", "description": "Display name (the slug when none is set)"},
@@ -102,6 +102,9 @@ SCHEMAS: dict[str, Any] = {
             "slug_ping_url": {"type": "string", "format": "uri"},
             **_CHECK_OUTPUT,
             "paused": {"type": "boolean"},
+            "muted": {"type": "boolean", "description": "No reminders until it recovers"},
+            "maintenance_until": _nullable({"type": "string", "format": "date-time",
+                                            "description": "Alerts held until then"}),
             "archived": {"type": "boolean"},
             "source": {"type": "string", "enum": ["config", "api", "ping"],
                        "description": "config checks are read-only through the API"},
@@ -244,13 +247,31 @@ PATHS: dict[str, Any] = {
     "/api/v1/checks/{slug}/pause": {
         "parameters": [_SLUG_PARAM],
         "post": {"tags": ["checks"], "operationId": "pauseCheck", "security": _SECURE,
-                 "summary": "Pause a check: no deadlines, no alerts (config checks too)",
+                 "summary": "Pause a check: no deadlines, no alerts (config checks too). With a body "
+                            '{"for": "2h"} or {"until": "<ISO 8601>"}: hold its alerts until then (the check is '
+                            "still watched; what is still true then is sent once)",
+                 "requestBody": {"required": False, "content": {JSON: {"schema": {
+                     "type": "object", "additionalProperties": False, "maxProperties": 1,
+                     "properties": {"for": DURATION, "until": {"type": "string", "format": "date-time"}}}}}},
                  "responses": {"200": _CHECK, **_WRITE_ERRORS, **_NOT_FOUND}},
     },
     "/api/v1/checks/{slug}/resume": {
         "parameters": [_SLUG_PARAM],
         "post": {"tags": ["checks"], "operationId": "resumeCheck", "security": _SECURE,
-                 "summary": "Resume a paused check: its next expected start is computed afresh",
+                 "summary": "Resume a paused check (or end a hold): its next expected start is computed afresh; "
+                            "what is still wrong is sent once",
+                 "responses": {"200": _CHECK, **_WRITE_ERRORS, **_NOT_FOUND}},
+    },
+    "/api/v1/checks/{slug}/mute": {
+        "parameters": [_SLUG_PARAM],
+        "post": {"tags": ["checks"], "operationId": "muteCheck", "security": _SECURE,
+                 "summary": "Mute a check: no reminders until it recovers",
+                 "responses": {"200": _CHECK, **_WRITE_ERRORS, **_NOT_FOUND}},
+    },
+    "/api/v1/checks/{slug}/unmute": {
+        "parameters": [_SLUG_PARAM],
+        "post": {"tags": ["checks"], "operationId": "unmuteCheck", "security": _SECURE,
+                 "summary": "Unmute a check: reminders again while it is down",
                  "responses": {"200": _CHECK, **_WRITE_ERRORS, **_NOT_FOUND}},
     },
     "/api/v1/openapi.json": {

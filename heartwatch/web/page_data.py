@@ -131,7 +131,7 @@ class _Lines:
 async def _lines(store: Reads, now: datetime) -> _Lines:
     # Specs, runs and strips are decoded only for the checks on the page; here only each check's status line.
     read = await store.status_lines(now)
-    due = read.due
+    due, down = read.due, read.down
     by_status: dict[CheckStatus, list[_Line]] = {s: [] for s in SEVERITY}
     tags_seen: set[tuple[str, ...]] = set()
     # Without a due expectation a check's status depends only on (paused, newest run's state): each
@@ -140,9 +140,10 @@ async def _lines(store: Reads, now: datetime) -> _Lines:
     for cid, name, tags, paused, state, slug in read.lines:
         if tags:
             tags_seen.add(tags)
-        if cid in due:
-            expected_at, deadline = due[cid]
-            by_status[status_of_parts(paused, state, now, expected_at, deadline)].append((name, cid, tags, slug))
+        if cid in due or cid in down:
+            expected_at, deadline = due.get(cid, (None, None))
+            by_status[status_of_parts(paused, state, now, expected_at, deadline, down=cid in down)].append(
+                (name, cid, tags, slug))
             continue
         group = undue.get((paused, state))
         if group is None:
