@@ -437,3 +437,56 @@ async def test_a_folded_missed_run_counts_as_every_start_it_stands_for(site: Sit
          (check.id, "missed", T0.timestamp() + 3600, T0.timestamp() + 7200, 4)]))
     [day, *_] = (await site.hub.store.uptimes([check.id], now))[check.id]
     assert (day.runs, day.failures, day.percent) == (5, 4, "20%")
+
+
+# --- mute and maintenance holds (the API's meaning: api_write and the store) ------------------------------
+
+
+async def test_mute_and_unmute_from_the_page(site: Site) -> None:
+    r = await post_form(site, "/checks/backup/mute", {}, "/checks/backup")
+    assert r.status_code == 303
+    check = await site.hub.store.check("backup")
+    assert check is not None and check.muted
+    page = soup_of(await site.client.get("/checks/backup"))
+    assert text(page.select_one(".muted-note")) == "no reminders until it recovers"
+    assert page.select('form[action="/checks/backup/unmute"]')
+    r = await post_form(site, "/checks/backup/unmute", {}, "/checks/backup")
+    check = await site.hub.store.check("backup")
+    assert check is not None and not check.muted
+
+
+async def test_a_maintenance_hold_for_a_while_and_its_end(site: Site) -> None:
+    r = await post_form(site, "/checks/backup/pause", {"hold": "for", "for": "2h"}, "/checks/backup")
+    assert r.status_code == 303
+    check = await site.hub.store.check("backup")
+    assert check is not None and not check.paused and check.maintenance_until == T0 + timedelta(hours=2)
+    page = soup_of(await site.client.get("/checks/backup"))
+    assert text(page.select_one("dd.held")) == "alerts held until 2024-05-01 02:00 UTC"
+    assert page.select('form[action="/checks/backup/resume"]')  # "End maintenance now"
+    r = await post_form(site, "/checks/backup/resume", {}, "/checks/backup")
+    check = await site.hub.store.check("backup")
+    assert check is not None and check.maintenance_until is None and not check.paused
+
+
+async def test_a_hold_until_a_local_time_is_read_in_the_checks_zone(site: Site) -> None:
+    await post_form(site, "/checks/new", NEW)  # Europe/Berlin: CEST, UTC+2, in May
+    r = await post_form(site, "/checks/nightly/pause", {"hold": "until", "until": "2024-05-01T06:00"},
+                        "/checks/nightly")
+    assert r.status_code == 303
+    check = await site.hub.store.check("nightly")
+    assert check is not None and check.maintenance_until == T0 + timedelta(hours=4)
+
+
+@pytest.mark.parametrize(("form", "message"), [
+    ({"hold": "for", "for": "soon"}, "for: "),
+    ({"hold": "until", "until": "2024-04-30T10:00"}, "until: that time has passed"),
+])
+async def test_a_bad_hold_says_why_with_the_apis_words_and_changes_nothing(site: Site, form: dict[str, str],
+                                                                          message: str) -> None:
+    r = await post_form(site, "/checks/backup/pause", form, "/checks/backup")
+    assert r.status_code == 422 and message in r.text
+    api = await site.client.post("/api/v1/checks/backup/pause", headers={"Authorization": f"Bearer {TOKEN}"},
+                                 json={"for": "soon"} if "for" in form else {"until": "2024-04-30T10:00:00+02:00"})
+    assert api.status_code == 422 and api.json()["error"] in r.text
+    check = await site.hub.store.check("backup")
+    assert check is not None and check.maintenance_until is None and not check.paused

@@ -13,12 +13,14 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Server, running_server
+from receivers import HttpReceiver
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +69,18 @@ tags = ["{tag}"]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("manage"), CONFIG) as srv:
+def receiver() -> Iterator[HttpReceiver]:
+    r = HttpReceiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, receiver: HttpReceiver) -> Iterator[Server]:
+    config = CONFIG.replace("[web]", f'[alerts]\nurls = ["{receiver.url()}"]\n\n[web]', 1)
+    with running_server(tmp_path_factory.mktemp("manage"), config) as srv:
         # Some history, so the pages show what they show in use.
         for slug in ("hourly-sync", "certs", "photos", "logrotate", "offsite", "mail-queue"):
             srv.get(f"/ping/test-key/{slug}/start")
@@ -187,6 +199,32 @@ def test_create_edit_pause_and_resume_a_check_in_the_browser(server: Server, bro
     expect(page.locator('tr[data-slug="db-dump"] td.status')).not_to_have_text("paused")
     # The refused form answers 422 (and the token-less post 403), which the console notes; nothing else.
     assert [e for e in errors if "status of 422" not in e and "status of 403" not in e] == []
+    context.close()
+
+
+def alerts_about(receiver: HttpReceiver, name: str) -> list[str]:
+    return [p["title"] for _, p in receiver.received if name in p["title"] or name in p.get("message", "")]
+
+
+def test_a_failure_during_maintenance_sends_nothing_and_one_alert_after_it(server: Server, browser: Any,
+                                                                          receiver: HttpReceiver) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    log_in(page, server)
+    page.goto(server.url + "/checks/certs")
+    page.fill("#hold-for", "12s")
+    page.click(".holds form:has(#hold-for) button")
+    expect(page.locator("dd.held")).to_contain_text("alerts held until")
+    assert server.get("/ping/test-key/certs/fail").status_code == 200
+    expect(page.locator(".big-status")).to_have_text("down", timeout=10_000)  # the truth is shown at once ...
+    time.sleep(4)
+    assert alerts_about(receiver, "Certificate renewal") == []  # ... but nothing is sent during the hold
+    deadline = time.monotonic() + 40
+    while not alerts_about(receiver, "Certificate renewal") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # room for a second one, which must not come
+    sent = alerts_about(receiver, "Certificate renewal")
+    assert len(sent) == 1 and "DOWN" in sent[0].upper(), sent
     context.close()
 
 

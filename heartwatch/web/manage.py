@@ -1,11 +1,13 @@
-"""Managing checks in the browser: the new-check and edit forms, and the pause, resume, archive and test-alert
-buttons, with the schedule explained as it is typed.
+"""Managing checks in the browser: the new-check and edit forms, and the pause, resume, mute, maintenance hold,
+archive and test-alert buttons, with the schedule explained as it is typed.
 
 Editing needs the web login (`[web] password`): without one there is no session to tie a CSRF token to, so
 every page here is read-only and every POST is refused with 403 before anything is read or changed. With
 one, each form carries the session's CSRF token; a post without it (or from another site, by its Origin or
-Sec-Fetch-Site) is a 403 that changes nothing. Checks from the config file can be paused and tested but not
-edited or archived: the file would put its version back on the next start or SIGHUP.
+Sec-Fetch-Site) is a 403 that changes nothing. Checks from the config file can be paused, held, muted and
+tested but not edited or archived: the file would put its version back on the next start or SIGHUP.
+What pause, resume, mute and a hold mean is the API's (api_write and the store's set_paused, set_muted and
+set_maintenance); the forms only translate a browser's fields into those calls.
 
 Writes go through the same Store operations as the write API, and the same validation (`api_write.validate`).
 """
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -26,7 +29,7 @@ from heartwatch.core.model import Check, CheckSpec
 from heartwatch.engine import notify
 from heartwatch.store.sqlite import ApiOutcome
 from heartwatch.web import check_form
-from heartwatch.web.api_write import ApiError, check_slug, validate
+from heartwatch.web.api_write import ApiError, check_slug, hold_until, validate
 from heartwatch.web.auth import Auth, Session, request_session, safe_next
 from heartwatch.web.check_form import CONFIG_CHECK, EDITING_OFF
 from heartwatch.web.hub import Hub, hub_of
@@ -199,20 +202,70 @@ async def schedule_preview(request: Request) -> Response:
 # --- the buttons ------------------------------------------------------------------------------------------
 
 
-async def _set_paused(request: Request, hub: Hub, form: dict[str, str], paused: bool) -> Response:
+def hold_body(form: dict[str, str], timezone: str) -> dict[str, str]:
+    """The hold the form asks for, as the API's body: `for` as typed, or `until` (a browser's local date and time,
+    read in the check's zone) with its offset; empty when it asks for a plain pause."""
+    length, until = form.get("for", "").strip(), form.get("until", "").strip()
+    if form.get("hold") == "until" and until:
+        try:
+            local = datetime.fromisoformat(until)
+        except ValueError:
+            return {"until": until}  # refused by hold_until, with the API's message
+        if local.tzinfo is None:
+            local = local.replace(tzinfo=ZoneInfo(timezone))
+        return {"until": local.isoformat()}
+    if form.get("hold") == "for" and length:
+        return {"for": length}
+    return {}
+
+
+async def pause(request: Request, hub: Hub, form: dict[str, str]) -> Response:
+    """Pause (nothing expected, nothing sent, until resumed), or with `for` or `until` hold the check's alerts
+    for a while as the API does: still watched, and what is still true when the hold ends goes out once."""
     slug = request.path_params["slug"]
-    if await hub.store.set_paused(slug, paused, hub.clock()) is None:
+    check = await hub.store.check(slug)
+    if check is None:
+        return not_found_page(request)
+    now = hub.clock()
+    body = hold_body(form, check.spec.timezone)
+    if body:
+        try:
+            until = hold_until(body, now)
+        except ApiError as e:
+            return _message_page("Alerts not held", e.message, 422, slug)
+        await hub.store.set_maintenance(slug, until, now)
+    else:
+        await hub.store.set_paused(slug, True, now)
+    _changed(hub)
+    return _back(form, slug)
+
+
+async def resume(request: Request, hub: Hub, form: dict[str, str]) -> Response:
+    """Ends a pause and a maintenance hold alike, as the API's resume does."""
+    slug = request.path_params["slug"]
+    now = hub.clock()
+    if await hub.store.set_maintenance(slug, None, now) is None:
+        return not_found_page(request)
+    await hub.store.set_paused(slug, False, now)
+    _changed(hub)
+    return _back(form, slug)
+
+
+async def _set_muted(request: Request, hub: Hub, form: dict[str, str], muted: bool) -> Response:
+    slug = request.path_params["slug"]
+    if await hub.store.set_muted(slug, muted, hub.clock()) is None:
         return not_found_page(request)
     _changed(hub)
     return _back(form, slug)
 
 
-async def pause(request: Request, hub: Hub, form: dict[str, str]) -> Response:
-    return await _set_paused(request, hub, form, True)
+async def mute(request: Request, hub: Hub, form: dict[str, str]) -> Response:
+    """No reminders until the check recovers (the mute ends by itself then)."""
+    return await _set_muted(request, hub, form, True)
 
 
-async def resume(request: Request, hub: Hub, form: dict[str, str]) -> Response:
-    return await _set_paused(request, hub, form, False)
+async def unmute(request: Request, hub: Hub, form: dict[str, str]) -> Response:
+    return await _set_muted(request, hub, form, False)
 
 
 async def archive(request: Request, hub: Hub, form: dict[str, str]) -> Response:
@@ -252,6 +305,8 @@ routes: list[BaseRoute] = [
     Route("/checks/{slug}/edit", guarded(save), methods=["POST"]),
     Route("/checks/{slug}/pause", guarded(pause), methods=["POST"]),
     Route("/checks/{slug}/resume", guarded(resume), methods=["POST"]),
+    Route("/checks/{slug}/mute", guarded(mute), methods=["POST"]),
+    Route("/checks/{slug}/unmute", guarded(unmute), methods=["POST"]),
     Route("/checks/{slug}/archive", guarded(archive), methods=["POST"]),
     Route("/checks/{slug}/test-alert", guarded(test_alert), methods=["POST"]),
 ]

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from heartwatch.core import maintenance
 from heartwatch.core.durations import format_duration
 from heartwatch.core.model import Check, CheckStatus
 from heartwatch.core.schedule import describe_schedule
@@ -145,6 +146,13 @@ def ping_lines(hub: Hub, check: Check) -> dict[str, Any]:
             "steps_hint": [f"heartwatch step {s.name}" for s in check.spec.steps]}
 
 
+def held_until(check: Check, now: datetime) -> datetime | None:
+    """When the maintenance holding the check's alerts ends: a one-off hold, or a recurring window open now."""
+    ends = [t for t in (check.maintenance_until,
+                        maintenance.window_end(check.spec.maintenance, check.spec.timezone, now)) if t and t > now]
+    return max(ends) if ends else None
+
+
 async def check_page(request: Request) -> Response:
     async def build(hub: Hub, now: datetime) -> Context | None:
         snap = await hub.store.snapshot(request.path_params["slug"])
@@ -170,6 +178,7 @@ async def check_page(request: Request) -> Response:
             "lines": ping_lines(hub, check),
             "more_runs": len(runs) == RUNS_PER_PAGE,
             "uptime": (await hub.store.uptimes([check.id], now))[check.id],
+            "held_until": held_until(check, now),
         }
 
     return await live_page(request, "check", build)
