@@ -37,7 +37,7 @@ PREVIEW_STARTS = 5
 EDITING_OFF = ("Editing in the browser is off: set [web] password in heartwatch.toml (or HEARTWATCH_WEB_PASSWORD) "
                "and restart heartwatch to create, edit and pause checks here.")
 CONFIG_CHECK = ("This check is defined in the config file, so it is edited there: a change made here would be put "
-                "back by the file on the next start or reload. It can still be paused and tested here.")
+                "back by the file on the next start or reload. It can still be paused, muted, held and tested here.")
 
 
 class Widget(StrEnum):

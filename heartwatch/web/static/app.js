@@ -142,7 +142,7 @@
     const target = document.getElementById("schedule-preview");
     const inputs = form.querySelectorAll("input[data-preview]");
     form.querySelectorAll("[data-preview-button]").forEach((el) => {
-      el.hidden = true;
+      el.remove();
     });
     let wait = null;
     let asked = 0;
