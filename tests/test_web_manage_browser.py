@@ -240,6 +240,10 @@ def test_the_overview_fits_six_checks_on_a_phone(server: Server, browser: Any) -
         assert visible >= 6, f"only {visible} checks on the first screen of a phone ({scheme})"
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         shot(page, f"overview-phone-{scheme}")
+        for path in ("/checks/nightly-backup", "/checks/new"):
+            page.goto(server.url + path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{path} scrolls sideways on a phone ({width}px)"
         context.close()
 
 
