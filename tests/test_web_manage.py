@@ -215,6 +215,7 @@ async def test_overview_rows_pause_and_resume_and_come_back_to_the_same_view(sit
     assert r.status_code == 303 and r.headers["location"] == "/?q=back"
     page = soup_of(await site.client.get("/"))
     assert page.select_one('tr[data-slug="backup"] form[action="/checks/backup/resume"]') is not None
+    assert text(page.select_one('tr[data-slug="backup"] td.next')) == "paused"  # not a due time in the past
 
 
 async def test_test_alert_reports_what_each_target_said(site: Site, receiver: HttpReceiver) -> None:
