@@ -198,3 +198,58 @@ async def test_14_10_a_backward_clock_step_recomputes_every_expectation(tmp_path
         assert title == "UP daily: recovered after 1m down"
     finally:
         await store.close()
+
+
+# --- issue 11, item 6: one bad check never stops the others ------------------------------------------------------
+
+
+async def test_11_6_a_check_whose_evaluation_raises_is_set_aside_and_the_others_alert(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    t0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    clock = Clock(t0)
+    path = tmp_path / "hw.db"
+    store = Store(path)
+    await store.open()
+    specs = {"good": CheckSpec(slug="good", period=timedelta(hours=1), start_grace=timedelta(minutes=5)),
+             "gone": CheckSpec(slug="gone", schedule="30 * * * *", timezone="Europe/Berlin")}
+    await store.sync_config(specs, t0)
+    # The zone vanishes from tzdata while the check is stored (the config would refuse it today).
+    await store.writer.call(lambda conn: conn.execute(
+        "UPDATE checks SET spec = replace(spec, 'Europe/Berlin', 'Gone/Away') WHERE slug = 'gone'"))
+    await store.close()
+    store = Store(path)
+    await store.open()
+    try:
+        scheduler = Scheduler(Settings(db=path, remind_every=timedelta(0)), store, clock)
+        clock.now = t0 + timedelta(hours=2)
+        assert await scheduler.run_due() == 1  # "good" missed its start: the bad check stopped nothing
+        assert await scheduler.run_due() == 0  # and the bad one is not tried again and again
+        check = await store.check("gone")
+        assert check is not None
+        result = await store.record_ping(PingRequest(kind=PingKind.FAIL, uuid=check.uuid),
+                                         Ping(kind=PingKind.FAIL, at=clock.now, exit_code=1))
+        assert result.applied is not None and result.applied.closed  # its pings are stored all the same
+        set_aside = [r for r in caplog.records if "set aside" in r.getMessage()]
+        assert len(set_aside) == 1 and "gone" in set_aside[0].getMessage()  # logged once, with the slug
+        [(deadline,)] = await store.fetchall(
+            "SELECT next_deadline FROM watches w JOIN checks c ON c.id = w.check_id WHERE c.slug = 'gone'")
+        assert deadline is None  # set aside until its next change
+    finally:
+        await store.close()
+
+
+async def test_resume_on_ping_lets_a_ping_resume_a_paused_check(tmp_path: Path) -> None:
+    t0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    store = Store(tmp_path / "hw.db")
+    await store.open()
+    try:
+        await store.sync_config({"auto": CheckSpec(slug="auto", resume_on_ping=True),
+                                 "manual": CheckSpec(slug="manual")}, t0)
+        for slug in ("auto", "manual"):
+            check = await store.set_paused(slug, True, t0)
+            assert check is not None
+            await store.record_ping(PingRequest(kind=PingKind.START, uuid=check.uuid),
+                                    Ping(kind=PingKind.START, at=t0 + timedelta(minutes=1)))
+        assert [(c.slug, c.paused) for c in await store.checks()] == [("auto", False), ("manual", True)]
+    finally:
+        await store.close()

@@ -162,7 +162,11 @@ class WatchBook:
                 key = (spec.schedule, spec.period, spec.timezone, spec.start_grace)
                 tail = new_rows.get(key)
                 if tail is None:
-                    watch = watching.fresh_watch(spec, now)
+                    try:
+                        watch = watching.fresh_watch(spec, now)
+                    except Exception:  # a zone gone from tzdata: this check waits, the others are created
+                        self._set_aside_once(check.id, check.slug, "its schedule could not be evaluated")
+                        continue
                     tail = new_rows[key] = self._new_row(0, watch, codec.to_ts(watching.next_deadline(watch, [])))[1:]
                 rows.append((check.id, *tail))
                 newest = max(newest, check.id)

@@ -255,11 +255,12 @@ async def pause_check(request: Request, hub: Hub) -> Response:
     maintenance hold, the check still watched, its alerts held until then and what is still true sent once."""
     has_body = request.headers.get("content-length", "0") not in ("", "0") or "chunked" in request.headers.get(
         "transfer-encoding", "")
-    if not has_body:
+    body = await read_object(request) if has_body else {}
+    if not body:  # no body, or {}: paused until resumed
         return await _set_paused(request, hub, True)
     slug = request.path_params["slug"]
     now = hub.clock()
-    until = hold_until(await read_object(request), now)
+    until = hold_until(body, now)
     check = await hub.store.set_maintenance(slug, until, now)
     return await answer(hub, slug, None if check is None else ApiWrite(ApiOutcome.UPDATED, check))
 

@@ -143,7 +143,8 @@ def duration_text(run: Run, now: datetime) -> str:
 def event_kind_text(kind: str, step: str | None, exit_code: int | None) -> str:
     """What a ping said, as the event log shows it: `start`, `step dump`, `finish`, `fail (exit 3)`."""
     words = {PingKind.START.value: "start", PingKind.STEP.value: "step", PingKind.SUCCESS.value: "finish",
-             PingKind.FAIL.value: "fail", PingKind.LOG.value: "log"}
+             PingKind.FAIL.value: "fail", PingKind.LOG.value: "log",
+             "ignored": "ignored (the check's methods do not count this one)"}
     text = words.get(kind, kind)
     if step:
         text = f"{text} {step}" if kind == PingKind.STEP.value else f"{text} at {step}"

@@ -253,7 +253,10 @@ PATHS: dict[str, Any] = {
                  "requestBody": {"required": False, "content": {JSON: {"schema": {
                      "type": "object", "additionalProperties": False, "maxProperties": 1,
                      "properties": {"for": DURATION, "until": {"type": "string", "format": "date-time"}}}}}},
-                 "responses": {"200": _CHECK, **_WRITE_ERRORS, **_NOT_FOUND}},
+                 "responses": {"200": _CHECK, "400": _error("The body is not a JSON object"),
+                               "413": _error("The body is too large"),
+                               "422": _error("A bad `for` or `until`, or both given"),
+                               **_WRITE_ERRORS, **_NOT_FOUND}},
     },
     "/api/v1/checks/{slug}/resume": {
         "parameters": [_SLUG_PARAM],
