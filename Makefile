@@ -27,7 +27,15 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 serve: $(SERVE_STAMP)
 	$(BIN)/heartwatch serve $(ARGS)
 
-test: $(TEST_STAMP)
+# axe-core (accessibility rules) for the browser tests, from npm into a folder the tests own; once installed,
+# the tests run offline. Without npm the axe test skips and says why.
+AXE := tests/.node/node_modules/axe-core/axe.min.js
+
+$(AXE):
+	@if command -v npm >/dev/null 2>&1; then npm install --prefix tests/.node --no-audit --no-fund --silent axe-core@4; \
+	else echo "npm not found: the accessibility test will be skipped (apt-get install npm)"; fi
+
+test: $(TEST_STAMP) $(AXE)
 	$(BIN)/ruff check heartwatch tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)

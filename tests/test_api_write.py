@@ -18,9 +18,12 @@ from support.server import Server
 
 from heartwatch.config import Settings, parse_check
 from heartwatch.core.model import CheckSpec, StepSpec
+from heartwatch.core.settings import spec_table
 from heartwatch.store.sqlite import Store
-from heartwatch.web.api_write import ApiError, authorize, merge, spec_table
+from heartwatch.web.api_errors import ApiError
 from heartwatch.web.app import create_app
+from heartwatch.web.bearer import authorize
+from heartwatch.web.check_input import merge
 from heartwatch.web.hub import Hub
 
 TOKEN = "s3cret-token"

@@ -112,6 +112,16 @@ def test_pages_update_live_without_reload(server: Server, browser: Any) -> None:
     assert width <= 390, f"the overview scrolls sideways on a phone ({width}px)"
     phone.close()
 
+    # Without a password the pages are read-only: no form posts anything, one line says how to edit, and a
+    # post (even with a made-up token) changes nothing.
+    page.goto(server.url + "/checks/hourly-sync")
+    assert page.locator('form[method="post"]').count() == 0
+    assert "set [web] password" in page.locator("#editing-off").inner_text()
+    for action in ("pause", "archive", "edit"):
+        refused = page.request.post(f"{server.url}/checks/hourly-sync/{action}", form={"csrf": "x", "period": "5m"})
+        assert refused.status == 403
+    assert server.api("/checks/hourly-sync")["paused"] is False and server.api("/checks/hourly-sync")["period"] == "1h"
+
     assert errors == []
     assert all(u.startswith(server.url) for u in requests), [u for u in requests if not u.startswith(server.url)]
     context.close()
@@ -125,7 +135,7 @@ def test_page_works_with_javascript_off(server: Server, browser: Any) -> None:
     assert status_of(page, "nightly-backup") == "down"
     page.select_option('select[name="status"]', "down")
     page.click('form.filters button[type="submit"]')
-    page.wait_for_url("**/?tag=&status=down")
+    page.wait_for_url("**/?q=&tag=&status=down")
     assert page.locator("tr.check-row").count() == 1
     page.click("text=Nightly Postgres backup")
     assert page.locator(".big-status").inner_text().strip() == "down"

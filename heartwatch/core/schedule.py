@@ -352,3 +352,20 @@ def describe_schedule(spec: CheckSpec) -> str:
     if spec.period is not None:
         return f"every {format_duration(spec.period)}"
     return "no schedule"
+
+
+def next_starts(spec: CheckSpec, after: datetime, count: int = 5) -> list[datetime]:
+    """The next `count` expected starts of a cron check after `after`, in UTC (fewer if the schedule ends).
+
+    The forms show these as the schedule is typed. A period check has none of its own: its starts follow
+    the job's previous start, so the list would be a guess.
+    """
+    starts: list[datetime] = []
+    at = after
+    while len(starts) < count:
+        found = next_expected_start(spec, at)
+        if found is None:
+            break
+        starts.append(found)
+        at = found
+    return starts

@@ -11,11 +11,13 @@ Store's own methods in store/sqlite.py; they join this interface once the ping p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from heartwatch.core.model import Check, Run, RunState, Watch
+from heartwatch.store.uptime import WINDOWS, Uptime
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,7 @@ class StripRun(NamedTuple):
 
 #: What the overview reads for every live check, enough to count, filter and order it. A plain tuple (one per
 #: check on every request): (id, display name, tags, paused, newest run's state or None).
-StatusLine = tuple[int, str, tuple[str, ...], bool, RunState | None]
+StatusLine = tuple[int, str, tuple[str, ...], bool, RunState | None, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,12 @@ class Reads(Protocol):
 
     async def recent_runs(self, check_ids: list[int], limit: int) -> dict[int, tuple[Run, list[StripRun]]]:
         """The newest `limit` runs of each check: the newest decoded whole, and all of them as strip cells."""
+        ...
+
+    async def uptimes(self, check_ids: Sequence[int], now: datetime,
+                      windows: Sequence[tuple[str, timedelta]] = WINDOWS) -> dict[int, list[Uptime]]:
+        """Each check's share of ok runs over the last 24 h, 7 d and 30 d (or the windows given) with its
+        failures, in the windows' order."""
         ...
 
     async def events(self, check_id: int, limit: int = 100, run_id: int | None = None) -> list[dict[str, Any]]:

@@ -11,17 +11,18 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from heartwatch.core.model import Check, Run, RunState, Watch
-from heartwatch.store import codec
+from heartwatch.store import codec, uptime
 from heartwatch.store.base import AlertRecord, CheckSnapshot, MetricsRows, StatusLines, StripRun, UnreadableDatabase
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS, WATCH_COLUMNS, from_ts
+from heartwatch.store.uptime import Uptime
 
 _STATES = {s.value: s for s in RunState}
 _N_CHECK, _N_RUN = len(CHECK_COLUMNS.split(",")), len(RUN_COLUMNS.split(","))
@@ -130,6 +131,15 @@ class SqliteReads:
                 seen[1].append(cell)
         return out
 
+    async def uptimes(self, check_ids: Sequence[int], now: datetime,
+                      windows: Sequence[tuple[str, timedelta]] = uptime.WINDOWS) -> dict[int, list[Uptime]]:
+        """Each check's share of ok runs over the last 24 h, 7 d and 30 d (or the windows given), with its
+        failures (store/uptime.py)."""
+        if not check_ids:
+            return {}
+        sql, params = uptime.uptime_query(check_ids, now, windows)
+        return uptime.uptimes_from(await self._all(sql, params), check_ids, windows)
+
     async def events(self, check_id: int, limit: int = 100, run_id: int | None = None) -> list[dict[str, Any]]:
         where, params = ("check_id = ?", (check_id,)) if run_id is None else ("run_id = ?", (run_id,))
         rows = await self._all(
@@ -169,7 +179,7 @@ class SqliteReads:
                 due[cid] = (from_ts(spec), from_ts(paused))
                 continue
             name, tags = summaries.get(spec) or _summary(spec)
-            lines.append((cid, name or slug, tags, bool(paused), states[state] if state else None))
+            lines.append((cid, name or slug, tags, bool(paused), states[state] if state else None, slug))
         down = frozenset(r[0] for r in await self._all("SELECT check_id FROM watches WHERE down_since IS NOT NULL"))
         return StatusLines(lines, due, down)
 

@@ -17,30 +17,24 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from heartwatch.config import Settings
-from heartwatch.core.durations import parse_duration
 from heartwatch.core.model import CheckSpec
-from heartwatch.core.settings import BY_KEY, parse_check, spec_table
-from heartwatch.core.values import SLUG_RE, ConfigError
 from heartwatch.store.sqlite import ApiOutcome, ApiWrite
 from heartwatch.web.api_errors import ApiError, error
 from heartwatch.web.api_json import check_json
 from heartwatch.web.bearer import authorize
+from heartwatch.web.check_input import check_slug, hold_until, merge, reject_unknown, validate
 from heartwatch.web.hub import Hub, hub_of
 
 log = logging.getLogger("heartwatch.web.api")
 
 #: A check's settings fit in a few kilobytes; anything far larger is a mistake, refused before it is read.
 MAX_BODY = 64_000
-#: The keys a body may carry besides `slug`: exactly those of a `[checks.<slug>]` table.
-CHECK_KEYS = frozenset(BY_KEY)
 READ_ONLY = ("check {slug!r} is defined in the config file, which is read-only through the API (the file "
              "would overwrite the change on the next start); change it there. Pause and resume work.")
 
@@ -48,47 +42,12 @@ READ_ONLY = ("check {slug!r} is defined in the config file, which is read-only t
 # --- pure helpers ---------------------------------------------------------------------------------------
 
 
-def reject_unknown(table: dict[str, Any]) -> None:
-    unknown = sorted(set(table) - CHECK_KEYS)
-    if unknown:
-        raise ApiError(422, f"unknown key {unknown[0]!r}; known: slug, {', '.join(sorted(CHECK_KEYS))}", unknown[0])
 
 
-def validate(slug: str, table: dict[str, Any], settings: Settings) -> CheckSpec:
-    """Parse a check table as the config does; a bad value is a 422 naming its field."""
-    reject_unknown(table)
-    try:
-        return parse_check(slug, table, settings.timezone, prefix="")
-    except ConfigError as e:
-        field = e.key[len(slug) + 1:] if e.key.startswith(f"{slug}.") else "slug"
-        raise ApiError(422, f"{field} = {e.shown}: {e.reason}", field) from None
 
 
-def merge(current: CheckSpec, patch: dict[str, Any]) -> dict[str, Any]:
-    """JSON merge patch (RFC 7396) of a check table: given keys replace, null resets to the default.
-
-    schedule and period exclude each other, so giving one drops the other instead of failing.
-    """
-    table = spec_table(current)
-    for key, value in patch.items():
-        if value is None:
-            table.pop(key, None)
-        else:
-            table[key] = value
-    if patch.get("schedule") is not None:
-        table.pop("period", None)
-    if patch.get("period") is not None:
-        table.pop("schedule", None)
-    return table
 
 
-def check_slug(value: object) -> str:
-    if value is None:
-        raise ApiError(422, "slug is required: the check's name in URLs (1-64 characters of a-z, 0-9, - and _)",
-                       "slug")
-    if not isinstance(value, str) or not SLUG_RE.match(value):
-        raise ApiError(422, "slug: a slug is 1-64 characters of a-z, 0-9, - and _", "slug")
-    return value
 
 
 # --- the request side ------------------------------------------------------------------------------------
@@ -190,29 +149,6 @@ async def _set_paused(request: Request, hub: Hub, paused: bool) -> Response:
     return await answer(hub, slug, None if check is None else ApiWrite(ApiOutcome.UPDATED, check))
 
 
-def hold_until(body: dict[str, Any], now: datetime) -> datetime:
-    """The end of a one-off hold from `{"for": "2h"}` or `{"until": "2024-05-01T06:00:00Z"}`."""
-    unknown = sorted(set(body) - {"for", "until"})
-    if unknown or len(body) != 1:
-        raise ApiError(422, 'give one of "for" (a duration like 2h) or "until" (an ISO 8601 time)',
-                       unknown[0] if unknown else None)
-    if "for" in body:
-        try:
-            length = parse_duration(str(body["for"]))
-        except ValueError as e:
-            raise ApiError(422, f"for: {e}", "for") from None
-        if length.total_seconds() <= 0:
-            raise ApiError(422, "for: the hold must last longer than 0", "for")
-        return now + length
-    try:
-        until = datetime.fromisoformat(str(body["until"]).replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(422, "until: expected an ISO 8601 time like 2024-05-01T06:00:00Z", "until") from None
-    if until.tzinfo is None:
-        raise ApiError(422, "until: give the time zone (Z or an offset like +02:00)", "until")
-    if until <= now:
-        raise ApiError(422, "until: that time has passed", "until")
-    return until.astimezone(UTC)
 
 
 async def pause_check(request: Request, hub: Hub) -> Response:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from heartwatch.web import api, api_write, login, metrics, openapi, pages, ping_view
+from heartwatch.web import api, api_write, login, manage, metrics, openapi, pages, ping_view
 from heartwatch.web.auth import Auth, AuthGate, secure_cookie_for
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.security import HEADERS, SecurityHeaders
@@ -43,6 +43,7 @@ def create_app(hub: Hub, extra_routes: list[BaseRoute] | None = None, auth: Auth
         *openapi.routes,
         *metrics.routes,
         Route("/healthz", healthz, methods=["GET"]),
+        *manage.routes,  # before the pages: /checks/new is the form, not a check named "new"
         *pages.routes,
         *login.routes,
         *(extra_routes or []),

@@ -26,9 +26,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from http.cookies import SimpleCookie
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from starlette.requests import cookie_parser
+from starlette.requests import Request, cookie_parser
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from heartwatch.clock import Clock, system_clock
@@ -248,3 +249,16 @@ def is_loopback(host: str) -> bool:
 
 def secure_cookie_for(base_url: str | None) -> bool:
     return bool(base_url and base_url.lower().startswith("https://"))
+
+
+def cross_site(request: Request) -> bool:
+    """The browser says this post comes from another site (the CSRF token is checked as well)."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+
+
+def forbidden(reason: str) -> Response:
+    return PlainTextResponse(f"refused: {reason}. Reload the page and try again.", 403)
+

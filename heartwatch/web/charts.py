@@ -72,10 +72,18 @@ def timeline(run: Run, spec: CheckSpec, now: datetime, scale: timedelta, tz: str
         label_end = -1e9  # right edge of the last label written, so labels never overlap
         for i, mark in enumerate(run.steps):
             mx = _x(mark.at, run.started_at, scale, left, span)
-            if labels and mx - 4 * len(mark.name) > label_end + 6:
-                parts.append(Markup('<text class="axis" x="{}" y="34" text-anchor="middle">{}</text>').format(
-                    mx, mark.name))
-                label_end = mx + 4 * len(mark.name)
+            half = 4 * len(mark.name)  # about half the label's width at the axis font size
+            # A label centred on a dot near either edge would be cut by the edge ("ump" for "dump"): it is
+            # anchored at the edge's side instead.
+            anchor, lx, first, last_x = "middle", mx, mx - half, mx + half
+            if first < 0:
+                anchor, lx, first, last_x = "start", 0.0, 0.0, 2 * half
+            elif last_x > w:
+                anchor, lx, first, last_x = "end", float(w), w - 2 * half, float(w)
+            if labels and first > label_end + 6:
+                parts.append(Markup('<text class="axis" x="{}" y="34" text-anchor="{}">{}</text>').format(
+                    lx, anchor, mark.name))
+                label_end = last_x
             last = stopped and i == len(run.steps) - 1
             parts.append(Markup('<circle class="mark{}" cx="{}" cy="11" r="{}"><title>{}{} at {} (+{})</title>'
                                 '</circle>').format(
@@ -156,6 +164,7 @@ def duration_chart(runs: Sequence[Run], spec: CheckSpec, now: datetime, tz: str,
                         'text-anchor="end">{}</text>').format(
         left, h - 4, local_text(runs[0].started_at, tz, seconds=False), w - 6, h - 4,
         local_text(runs[-1].started_at, tz, seconds=False)))
-    return Markup('<svg class="durations" viewBox="0 0 {0} {1}" width="{0}" height="{1}" role="img" '
+    # A group, not an image: each bar is a link to its run, and an image may hold nothing to click.
+    return Markup('<svg class="durations" viewBox="0 0 {0} {1}" width="{0}" height="{1}" role="group" '
                   'aria-label="durations of the last {2} runs">{3}</svg>').format(
         w, h, len(runs), Markup("").join(parts))

@@ -8,13 +8,22 @@ limited per client address, so guessing over the network is impractical.
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from heartwatch.web.auth import LOGIN_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE, Auth, request_session, safe_next
+from heartwatch.web.auth import (
+    LOGIN_COOKIE,
+    LOGIN_FORM_TTL,
+    SESSION_COOKIE,
+    Auth,
+    cross_site,
+    forbidden,
+    request_session,
+    safe_next,
+)
 from heartwatch.web.ratelimit import FixedWindow
 from heartwatch.web.render import render
 
@@ -48,16 +57,8 @@ async def _form(request: Request) -> dict[str, str] | None:
     return {key: values[0] for key, values in fields.items()}
 
 
-def cross_site(request: Request) -> bool:
-    """The browser says this post comes from another site (the CSRF token is checked as well)."""
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return True
-    origin = request.headers.get("origin")
-    return origin is not None and urlsplit(origin).netloc != request.headers.get("host")
 
 
-def forbidden(reason: str) -> Response:
-    return PlainTextResponse(f"refused: {reason}. Reload the page and try again.", 403)
 
 
 def _login_page(auth: Auth, next_path: str, message: str | None = None,

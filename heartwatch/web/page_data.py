@@ -56,6 +56,7 @@ class Overview:
     tags: list[str]
     tag: str | None
     status: CheckStatus | None
+    query: str = ""  # the search box: part of a slug, name or tag
     matched: int = 0  # rows matching the filter, on every page
     page: int = 1
     pages: int = 1
@@ -67,7 +68,8 @@ class Overview:
 
     def page_url(self, page: int) -> str:
         """The link to another page of the same filter."""
-        query = {"tag": self.tag or "", "status": self.status.value if self.status else "", "page": str(page)}
+        query = {"q": self.query, "tag": self.tag or "", "status": self.status.value if self.status else "",
+                 "page": str(page)}
         return "?" + urlencode({k: v for k, v in query.items() if v})
 
     @property
@@ -93,6 +95,7 @@ class LinkState(StrEnum):
     PENDING = "pending"  # declared but not reached (yet)
     SKIPPED = "skipped"  # not seen in a run that finished
     FAILED = "failed"  # the run's fail ping
+    MISSED = "missed"  # a missed run: nothing ran, so nothing stopped anywhere
 
 
 @dataclass
@@ -131,9 +134,9 @@ def status_of(check: Check, last_run: Run | None, watch: Watch | None, now: date
     return check_status(check, last_run, now, watch)
 
 
-#: What the overview keeps of every check to count, filter and order it: (display name, id, tags).
+#: What the overview keeps of every check to count, filter, search and order it: (display name, id, tags, slug).
 #: A plain tuple: there is one per check on every request.
-_Line = tuple[str, int, tuple[str, ...]]
+_Line = tuple[str, int, tuple[str, ...], str]
 
 
 @dataclass
@@ -154,18 +157,18 @@ async def _lines(store: Reads, now: datetime) -> _Lines:
     # Without a due expectation a check's status depends only on (paused, newest run's state): each
     # combination is worked out once, and its lines are appended to straight away.
     undue: dict[tuple[bool, RunState | None], list[_Line]] = {}
-    for cid, name, tags, paused, state in read.lines:
+    for cid, name, tags, paused, state, slug in read.lines:
         if tags:
             tags_seen.add(tags)
         if cid in due or cid in down:
             expected_at, deadline = due.get(cid, (None, None))
             by_status[status_of_parts(paused, state, now, expected_at, deadline, down=cid in down)].append(
-                (name, cid, tags))
+                (name, cid, tags, slug))
             continue
         group = undue.get((paused, state))
         if group is None:
             group = undue[paused, state] = by_status[status_of_parts(paused, state, now, None, None)]
-        group.append((name, cid, tags))
+        group.append((name, cid, tags, slug))
     return _Lines(by_status, {t for tags in tags_seen for t in tags})
 
 
@@ -202,13 +205,20 @@ def _cycle_collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-async def overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int = 1) -> Overview:
+async def overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int = 1,
+                   query: str = "") -> Overview:
     # Paused until the lines are gone again, so the collector, back on, finds nothing of them to walk.
     with _cycle_collector_paused():
-        return await _overview(store, now, tag, status, page)
+        return await _overview(store, now, tag, status, page, query.strip())
 
 
-async def _overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int) -> Overview:
+def matches(line: _Line, query: str) -> bool:
+    """The search box: `query` (lower case) is part of the check's slug, display name or one of its tags."""
+    return query in line[3] or query in line[0].lower() or any(query in t.lower() for t in line[2])
+
+
+async def _overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int,
+                    query: str) -> Overview:
     lines = await _lines(store, now)
     counts = {s: len(lines.by_status[s]) for s in COUNTED}
     # An unknown status in the URL (a typo, an old bookmark) shows everything rather than an error.
@@ -217,6 +227,9 @@ async def _overview(store: Reads, now: datetime, tag: str | None, status: str | 
     groups = [(s, lines.by_status[s]) for s in sorted(SEVERITY, key=SEVERITY.__getitem__) if wanted in (None, s)]
     if tag is not None:
         groups = [(s, [x for x in group if tag in x[2]]) for s, group in groups]
+    if query:
+        lowered = query.lower()
+        groups = [(s, [x for x in group if matches(x, lowered)]) for s, group in groups]
     matched = sum(len(group) for _, group in groups)
     pages = max(1, -(-matched // PAGE_SIZE))
     page = min(max(1, page), pages)
@@ -226,12 +239,12 @@ async def _overview(store: Reads, now: datetime, tag: str | None, status: str | 
     watches = await store.watches_of(ids)
     recent = await store.recent_runs(ids, STRIP_RUNS)
     rows = []
-    for line_status, (_, cid, _) in on_page:
+    for line_status, (_, cid, _, _) in on_page:
         check, watch = checks[cid], watches.get(cid)
         last, strip = recent.get(cid, (None, []))
         rows.append(CheckRow(check, line_status, last, strip, expected_start(check, watch, last, now)))
-    return Overview(rows, counts, len(lines), sorted(lines.tags), tag, wanted, matched=matched, page=page,
-                    pages=pages)
+    return Overview(rows, counts, len(lines), sorted(lines.tags), tag, wanted, query=query, matched=matched,
+                    page=page, pages=pages)
 
 
 def stopped_at(run: Run | None) -> tuple[str, datetime] | None:
@@ -252,7 +265,8 @@ def chain(check: Check, run: Run, now: datetime) -> list[ChainItem]:
     bad_or_open = run.state in BAD_STATES or run.state is RunState.RUNNING
     items: list[ChainItem] = []
     if run.state is RunState.MISSED:
-        return [ChainItem("start", LinkKind.START, LinkState.STOPPED, run.started_at)]
+        # Nothing ran, so nothing stopped anywhere: the chain says so instead of marking its start.
+        return [ChainItem("did not start", LinkKind.START, LinkState.MISSED, run.started_at)]
     seen_start = RunFlag.START_NOT_SEEN not in run.flags
     items.append(ChainItem("start", LinkKind.START, LinkState.DONE if seen_start else LinkState.SKIPPED,
                            run.started_at if seen_start else None))

@@ -17,10 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from heartwatch.core import maintenance
 from heartwatch.core.model import Check, CheckStatus
+from heartwatch.store.uptime import MONTH
 from heartwatch.web import badges, charts, page_data
 from heartwatch.web.hub import Hub, hub_of
-from heartwatch.web.render import STATIC_DIR, Context, render
+from heartwatch.web.render import STATIC_DIR, Context, not_found_page, render
 
 LIVE_HEADER = "x-heartwatch-live"
 RUNS_PER_PAGE = 50
@@ -47,8 +49,6 @@ async def live_page(request: Request, template: str, build: Callable[[Hub, datet
     return render(page, {**context, "now": now, "request_path": request.url.path}, headers=headers)
 
 
-def not_found_page(request: Request) -> Response:
-    return render("not_found.html", {"path": request.url.path}, 404)
 
 
 # --- pages ------------------------------------------------------------------------------------------------
@@ -59,8 +59,10 @@ async def overview_page(request: Request) -> Response:
         params = request.query_params
         page = params.get("page", "")
         view = await page_data.overview(hub.store, now, params.get("tag"), params.get("status"),
-                                       int(page) if page.isdigit() else 1)
-        return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job")}
+                                        int(page) if page.isdigit() else 1, params.get("q", "")[:200])
+        uptimes = await hub.store.uptimes([row.check.id for row in view.rows], now, MONTH)
+        return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job"), "uptimes": uptimes,
+                "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
 
     return await live_page(request, "overview", build)
 
@@ -83,6 +85,13 @@ def ping_lines(hub: Hub, check: Check) -> dict[str, Any]:
             cron = f"CRON_TZ={check.spec.timezone}\n{cron}"
     return {"uuid_url": url, "slug_url": hub.slug_url(check.slug), "curl": lines, "run": run, "cron": cron,
             "steps_hint": [f"heartwatch step {s.name}" for s in check.spec.steps]}
+
+
+def held_until(check: Check, now: datetime) -> datetime | None:
+    """When the maintenance holding the check's alerts ends: a one-off hold, or a recurring window open now."""
+    ends = [t for t in (check.maintenance_until,
+                        maintenance.window_end(check.spec.maintenance, check.spec.timezone, now)) if t and t > now]
+    return max(ends) if ends else None
 
 
 async def check_page(request: Request) -> Response:
@@ -109,6 +118,8 @@ async def check_page(request: Request) -> Response:
             "alerts": await hub.store.alerts(check.id),
             "lines": ping_lines(hub, check),
             "more_runs": len(runs) == RUNS_PER_PAGE,
+            "uptime": (await hub.store.uptimes([check.id], now))[check.id],
+            "held_until": held_until(check, now),
         }
 
     return await live_page(request, "check", build)

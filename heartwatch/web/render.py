@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from heartwatch.core.durations import format_duration
 from heartwatch.core.model import CheckStatus
 from heartwatch.core.schedule import describe_schedule
 from heartwatch.web import auth, page_data
+from heartwatch.web.check_form import CONFIG_CHECK, EDITING_OFF
 from heartwatch.web.format import (
     FLAG_WORDS,
     RUN_WORDS,
@@ -61,6 +63,7 @@ templates.globals.update(
     refresh_ms=REFRESH_MS, statuses=list(CheckStatus), stopped_at=page_data.stopped_at,
     session=auth.session,  # the logged-in session (for the logout form), None without a login
     strip_runs=page_data.STRIP_RUNS,
+    editing_off=EDITING_OFF, config_check=CONFIG_CHECK,
 )
 
 Context = Mapping[str, Any]
@@ -69,4 +72,9 @@ Context = Mapping[str, Any]
 def render(template: str, context: Context, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return HTMLResponse(templates.get_template(template).render(context), status, headers=dict(headers or {}))
 
+
+
+
+def not_found_page(request: Request) -> Response:
+    return render("not_found.html", {"path": request.url.path}, 404)
 

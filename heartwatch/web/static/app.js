@@ -129,6 +129,64 @@
     form.querySelectorAll(".js-hide").forEach((el) => {
       el.hidden = true;
     });
-    form.addEventListener("change", () => form.submit());
+    form.addEventListener("change", (event) => {
+      // The search box submits with Enter; a change event on it would submit half a word on blur.
+      if (event.target.type !== "search") form.submit();
+    });
+  });
+
+  // --- the check form: the schedule explained as it is typed, and more step rows ---------------------------
+  // The server explains it (words and the next starts in the check's zone): the page asks for the same
+  // fragment that it renders itself when the form is posted without JavaScript.
+  document.querySelectorAll("form[data-schedule-form]").forEach((form) => {
+    const target = document.getElementById("schedule-preview");
+    const inputs = form.querySelectorAll("input[data-preview]");
+    form.querySelectorAll("[data-preview-button]").forEach((el) => {
+      el.remove();
+    });
+    let wait = null;
+    let asked = 0;
+    async function explain() {
+      const query = new URLSearchParams();
+      inputs.forEach((input) => query.set(input.name, input.value));
+      const mine = ++asked;
+      try {
+        const response = await fetch("/checks/new/schedule?" + query.toString(),
+                                     { headers: { "X-Heartwatch-Live": "1" }, credentials: "same-origin" });
+        if (response.ok && mine === asked && target) target.innerHTML = await response.text();
+      } catch (err) {
+        // The preview is a help; the form still saves, and the server checks the schedule then.
+      }
+    }
+    inputs.forEach((input) => {
+      input.addEventListener("input", () => {
+        clearTimeout(wait);
+        wait = setTimeout(explain, 250);
+      });
+    });
+
+    const rows = form.querySelector("[data-step-rows]");
+    const add = form.querySelector("[data-add-step]");
+    if (rows && add) {
+      add.hidden = false;
+      add.addEventListener("click", () => {
+        const last = rows.lastElementChild;
+        const index = rows.children.length;
+        const row = last.cloneNode(true);
+        row.querySelectorAll("input").forEach((input) => {
+          const kind = input.name.startsWith("step_name_") ? "name" : "max";
+          input.name = "step_" + kind + "_" + index;
+          input.id = "step-" + kind + "-" + index;
+          input.value = "";
+        });
+        row.querySelectorAll("label").forEach((label) => {
+          const kind = label.htmlFor.startsWith("step-name-") ? "name" : "max";
+          label.htmlFor = "step-" + kind + "-" + index;
+          if (kind === "name") label.textContent = "Step " + (index + 1) + " name";
+        });
+        rows.appendChild(row);
+        row.querySelector("input").focus();
+      });
+    }
   });
 })();
