@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server
-from receivers import HttpReceiver, SmtpReceiver, wait_for
+from support.receivers import HttpReceiver, SmtpReceiver
+from support.server import Server
+from support.waiting import wait_for
 from test_alerts_e2e import outbox_empty, ping, query, receiver, receiver_up, smtp, titles_of
 
 from heartwatch.config import Settings

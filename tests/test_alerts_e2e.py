@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server
-from receivers import HttpReceiver, SmtpReceiver, wait_for
+from support.receivers import HttpReceiver, SmtpReceiver
+from support.server import Server
+from support.waiting import wait_for
 
 ALERTS = """
 [alerts]

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server
+from support.server import Server
 
 from heartwatch.config import Settings, parse_check
 from heartwatch.core.model import CheckSpec, StepSpec

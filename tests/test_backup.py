@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server
-from receivers import wait_for
+from support.server import Server
+from support.waiting import wait_for
 
 from heartwatch.store.backup import backup
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner, Result
-from conftest import Server
+from support.server import Server
 
 from heartwatch.cli.checks import CheckLine, table
 from heartwatch.cli.main import main

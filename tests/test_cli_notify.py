@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from receivers import HttpReceiver, free_port
+from support.ports import free_port
+from support.receivers import HttpReceiver
 
 from heartwatch.cli.main import main
 from heartwatch.cli.notify_test import TITLE

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Server, free_port
+from support.ports import free_port
+from support.server import Server, shared_server
 
 from heartwatch.cli.ping_client import (
     ClientError,
@@ -28,9 +29,8 @@ BODY_LIMIT = 300  # small, to prove `run` keeps the tail the server asks for in 
 BIN = str(Path(sys.executable).parent)  # where `heartwatch` is installed, for `heartwatch step` in scripts
 
 
-@pytest.fixture
-def server_config() -> str:
-    return f"""
+# One server for the module: each test makes a run of its own and reads the newest run or event, which is its.
+server = shared_server(f"""
 [server]
 body_limit = {BODY_LIMIT}
 
@@ -40,7 +40,7 @@ period = "1h"
 [checks.backup]
 schedule = "0 2 * * *"
 steps = ["dump", "upload", "verify"]
-"""
+""")
 
 
 def client_env(server: Server | None = None, **extra: str) -> dict[str, str]:

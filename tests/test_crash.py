@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from conftest import Server
+from support.server import Server
 
 KILLS = 6
 CLIENTS = 6

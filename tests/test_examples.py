@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Server
+from support.server import Server, shared_server
 
 from heartwatch.cli.crontab_import import parse_and_rewrite
 from heartwatch.config import load_settings
@@ -27,10 +27,9 @@ def backup_check_toml() -> str:
     return "[" + "\n".join(line for line in block.splitlines() if not line.startswith("min_runtime"))
 
 
-@pytest.fixture
-def server_config() -> str:
-    # Only the check: the example's [alerts] would try to reach ntfy.sh, and tests stay offline.
-    return backup_check_toml()
+# Only the check: the example's [alerts] would try to reach ntfy.sh, and tests stay offline. One server for the
+# module: each test reads the newest run, which is the one it just made.
+server = shared_server(backup_check_toml())
 
 
 def script_env(**extra: str) -> dict[str, str]:

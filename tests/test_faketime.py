@@ -18,8 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, running_server
-from receivers import HttpReceiver, wait_for
+from support.receivers import HttpReceiver
+from support.server import Server, running_server
+from support.waiting import wait_for
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 SPEED = 30

@@ -25,10 +25,11 @@ from urllib.parse import quote, unquote, urlencode
 
 import httpx
 import pytest
-from conftest import Server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
+from support import db
+from support.server import Server
 
 from heartwatch.config import Settings, parse_check
 from heartwatch.core.model import RunState
@@ -100,7 +101,7 @@ class FuzzApp:
         return self.run(self.client.request(method, url, **kw))
 
     def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        return self.run(self.hub.store.fetchall(query, params))
+        return self.run(db.query(self.hub.store, query, params))
 
     def close(self) -> None:
         self.run(self.client.aclose())

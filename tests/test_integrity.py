@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, free_port
+from support.ports import free_port
+from support.server import Server
 
 from heartwatch.store.sqlite import DamagedDatabase, Store
 

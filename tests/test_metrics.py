@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server
+from support.server import Server
 
 from heartwatch.config import Settings
 from heartwatch.store.sqlite import Store

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from conftest import free_port
+from support.ports import free_port
 
 from heartwatch.engine.notify import (
     MAX_ATTEMPTS,

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-from conftest import Server
 from openapi_spec_validator import validate
+from support.server import Server
 
 from heartwatch.config import Settings
 from heartwatch.store.sqlite import Store

@@ -4,13 +4,14 @@ password configured, and alerts failing to deliver, no page, API answer, metric 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from bs4 import BeautifulSoup
-from conftest import Server, free_port
+from support.ports import free_port
+from support.server import Server
+from support.waiting import wait_for
 
 from heartwatch.config import ConfigError, load_settings
 
@@ -47,18 +48,19 @@ def leaks(text: str) -> list[str]:
     return [s for s in SECRETS if s in text]
 
 
-def wait_for(predicate_text: str, server: Server, count: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while server.log().count(predicate_text) < count:
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.1)
+def wait_for_log(text: str, server: Server, count: int, timeout: float = 20) -> None:
+    """Until the server's log holds `text` `count` times."""
+    try:
+        wait_for(lambda: server.log().count(text) >= count, timeout, f"{count} log lines with {text!r}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{server.log()}") from None
 
 
 def test_no_secret_in_any_page_api_answer_metric_or_log(server: Server) -> None:
     assert server.get("/ping/test-key/backup/start").status_code == 200
     assert server.get("/ping/test-key/backup?step=dump").status_code == 200
     assert server.post("/ping/test-key/backup/fail", content=b"disk full").status_code == 200
-    wait_for("alert delivery", server, 3)  # one failed attempt per target, each logged with its error
+    wait_for_log("alert delivery", server, 3)  # one failed attempt per target, each logged with its error
 
     bearer = {"Authorization": f"Bearer {API_TOKEN}"}
     api_paths = ["/api/v1/checks", "/api/v1/checks/backup", "/api/v1/checks/backup/runs",

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from receivers import HttpReceiver, SilentPort, free_port
+from support.ports import free_port
+from support.receivers import HttpReceiver, SilentPort
 
 from heartwatch.config import Settings
 from heartwatch.core.model import Check, CheckSpec, Ping, PingKind, StepSpec

@@ -6,17 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from bs4 import BeautifulSoup
-from conftest import free_port
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from support.ports import free_port
+from support.server import answers_healthz
+from support.waiting import wait_for
 from test_web_support import KEY, Web
 
 from heartwatch.web.app import create_app
@@ -145,16 +146,8 @@ def start_output(tmp_path: Path, host: str, env: dict[str, str] | None = None) -
                                  "--host", host, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, text=True)
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.05)
-            else:
-                raise AssertionError(f"heartwatch did not start:\n{log_path.read_text()}")
+            wait_for(lambda: answers_healthz(f"http://127.0.0.1:{port}", proc, log_path.read_text), 20,
+                     "heartwatch to start")
         finally:
             proc.terminate()
             proc.wait(timeout=15)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from receivers import HttpReceiver
+from support.receivers import HttpReceiver
 from test_scheduler import HOUR, T0, World, alert_world
 
 from heartwatch.core import alert_text

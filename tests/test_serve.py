@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, free_port, running_server
-from receivers import wait_for
+from support.ports import free_port
+from support.server import Server, answers_healthz, running_server
+from support.waiting import wait_for
 
 BACKUP = """
 [checks.backup]
@@ -366,14 +367,7 @@ def test_zero_config_start_creates_the_database(tmp_path: Path) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "heartwatch", "serve", "--db", str(db), "--port", str(port)],
                                 cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        def healthy() -> bool:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                return HTTP.get(f"{url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, timeout=20)
+        wait_for(lambda: answers_healthz(url, proc, log_path.read_text), timeout=20)
         assert db.exists()
         assert HTTP.get(f"{url}/api/v1/checks").json() == {"checks": []}
         # It says where it listens and the ping URL form, with the key it generated.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from heartwatch.config import ENV_VARS, SERVER_SETTINGS, ConfigError, Settings, load_settings
+from heartwatch.config import ENV_VARS, SECRET_KEY_RE, SERVER_SETTINGS, ConfigError, Settings, load_settings
 from heartwatch.core import settings
 from heartwatch.core.model import CheckSpec, StepSpec
 from heartwatch.core.settings import CHECK_SETTINGS, Synchronous, api_settings, parse_check, spec_table
@@ -101,3 +101,12 @@ def test_defaults_are_described_for_people() -> None:
     assert settings.BY_KEY["schedule"].describe_default() == "none"
     assert settings.BY_KEY["timezone"].describe_default() == "[server] timezone (UTC)"
     assert {s.key: s.describe_default() for s in SERVER_SETTINGS}["synchronous"] == "normal"
+
+
+def test_secret_settings_and_only_they_are_hidden_in_messages() -> None:
+    for c in CHECK_SETTINGS:
+        assert bool(SECRET_KEY_RE.search(f"checks.backup.{c.key}")) is c.secret, c.key
+    for s in SERVER_SETTINGS:
+        assert bool(SECRET_KEY_RE.search(s.dotted)) is s.secret, s.dotted
+        if s.env:
+            assert bool(SECRET_KEY_RE.search(s.env)) is s.secret, s.env

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.db import query
 
 from heartwatch.core.model import Check, CheckSpec, Ping, PingKind, RunState, StepSpec
 from heartwatch.core.pings import PingRequest
@@ -44,7 +45,7 @@ def ping_of(check: Check, kind: PingKind, at: datetime = T0, **kw: object) -> tu
 
 async def count(store: Store, table: str, check: Check | None = None) -> int:
     where, params = ("", ()) if check is None else (" WHERE check_id = ?", (check.id,))
-    [(n,)] = await store.fetchall(f"SELECT count(*) FROM {table}{where}", params)
+    [(n,)] = await query(store, f"SELECT count(*) FROM {table}{where}", params)
     return int(n)
 
 
@@ -296,7 +297,7 @@ async def test_a_sync_creating_many_checks_indexes_each_in_config_order(store: S
     store.book.on_checks_changed = observed  # type: ignore[method-assign]
     report = await store.sync_config(dict(reversed(specs.items())), T0)
     assert report.created == list(reversed(specs))
-    rows = await store.fetchall("SELECT id, slug, uuid FROM checks ORDER BY id")
+    rows = await query(store, "SELECT id, slug, uuid FROM checks ORDER BY id")
     assert [r[1] for r in rows] == ["by-ping", *reversed(specs)]
     assert [r[0] for r in rows] == list(range(first.id, first.id + 1501))
     assert seen == [[r[0] for r in rows[1:]]]  # the watch book is told once for the whole creation

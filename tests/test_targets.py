@@ -22,8 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server
-from receivers import HttpReceiver, SilentPort, wait_for
+from support.receivers import HttpReceiver, SilentPort
+from support.server import Server
+from support.waiting import wait_for
 
 from heartwatch.config import Settings
 from heartwatch.core.model import CheckSpec, Ping, PingKind

@@ -41,6 +41,14 @@ class CheckStatus(StrEnum):
     PAUSED = "paused"
 
 
+class CheckSource(StrEnum):
+    """Where a check came from, which decides who may change it."""
+
+    CONFIG = "config"  # heartwatch.toml: read-only through the API (the file would put its version back)
+    API = "api"  # the write API
+    PING = "ping"  # a slug ping with ?create=1
+
+
 class RunFlag(StrEnum):
     """Remarks on a run that do not change its state by themselves."""
 
@@ -104,7 +112,7 @@ class Check:
     id: int
     uuid: str
     spec: CheckSpec
-    source: str = "api"  # "config" (read-only through the API), "api" or "ping" (?create=1)
+    source: CheckSource = CheckSource.API
     paused: bool = False
     archived: bool = False
     created_at: datetime | None = None

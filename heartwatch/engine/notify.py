@@ -39,8 +39,11 @@ DEFAULT_TIMEOUT = 30.0
 # resort for a thread stuck where Apprise cannot interrupt it (a DNS lookup, say).
 _ASYNC_GRACE = 2.0
 
-#: How Apprise should present the alert on services that colour or badge it.
-AlertKind = Literal["info", "success", "warning", "failure"]
+#: How Apprise should present the alert on services that colour or badge it (Apprise's notify_type). Not
+#: core/watching.py's AlertKind, which says what happened; the sender maps one to the other.
+NotifyType = Literal["info", "success", "warning", "failure"]
+#: The old name, still used by engine/sender.py (hw-12's file); the lead drops it at the merge.
+AlertKind = NotifyType
 
 #: The wait after the first failed attempt (`backoff`); [alerts] retry_first overrides it.
 FIRST_RETRY = timedelta(seconds=10)
@@ -189,7 +192,7 @@ def _scheme_only(url: str) -> str:
     return f"{scheme}://..." if scheme.isalnum() else "(unreadable URL)"
 
 
-def _deliver_one(url: str, redacted: str, title: str, body: str, kind: AlertKind, timeout: float) -> TargetResult:
+def _deliver_one(url: str, redacted: str, title: str, body: str, kind: NotifyType, timeout: float) -> TargetResult:
     plugin, problem = _load(url)
     if plugin is None:
         return TargetResult(redacted, False, problem)
@@ -213,7 +216,7 @@ def deliver(
     title: str,
     body: str,
     *,
-    kind: AlertKind = "info",
+    kind: NotifyType = "info",
     timeout: float = DEFAULT_TIMEOUT,
 ) -> list[TargetResult]:
     """Send `title` and `body` to each URL in turn; one result per URL, in order. Blocks.
@@ -244,7 +247,7 @@ async def deliver_async(
     title: str,
     body: str,
     *,
-    kind: AlertKind = "info",
+    kind: NotifyType = "info",
     timeout: float = DEFAULT_TIMEOUT,
 ) -> list[TargetResult]:
     """`deliver` for the event loop: targets are sent concurrently on worker threads, and each

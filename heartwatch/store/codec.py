@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from heartwatch.core.model import Check, CheckSpec, Run, RunFlag, RunState, Since, StepMark, Trouble, Watch
+from heartwatch.core.model import Check, CheckSource, CheckSpec, Run, RunFlag, RunState, Since, StepMark, Trouble, Watch
 from heartwatch.core.settings import spec_fields_from_store, spec_to_store
 
 
@@ -56,7 +56,7 @@ CHECK_COLUMNS = "id, uuid, slug, spec, source, paused, archived_at, created_at, 
 
 def check_from_row(row: Any, spec: CheckSpec | None = None) -> Check:
     """`spec`: the row's spec when the caller already holds it (one whose spec_to_json is the row's text)."""
-    return Check(id=row[0], uuid=row[1], spec=spec or spec_from_json(row[2], row[3]), source=row[4],
+    return Check(id=row[0], uuid=row[1], spec=spec or spec_from_json(row[2], row[3]), source=CheckSource(row[4]),
                  paused=bool(row[5]), archived=row[6] is not None, created_at=from_ts(row[7]),
                  muted=bool(row[8]), maintenance_until=from_ts(row[9]))
 

@@ -21,14 +21,16 @@ from typing import Any
 
 import aiosqlite
 
-from heartwatch.core.model import Check, CheckSpec, Ping, Run
+from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, Run
 from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import Applied, apply_ping
+from heartwatch.core.settings import Synchronous
 from heartwatch.store import codec, outbox
+from heartwatch.store.base import Reads
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
 from heartwatch.store.migrations import MIGRATIONS, migrate
 from heartwatch.store.outbox import AlertPolicy, Attempt, DueDelivery
-from heartwatch.store.reads import SqliteReads
+from heartwatch.store.reads import ReadOnlyStore, SqliteReads
 from heartwatch.store.watches import WatchBook
 from heartwatch.store.writer import Writer
 
@@ -69,7 +71,11 @@ DUE_BATCH = 500
 class Store(SqliteReads):
     """Reads (SqliteReads) on a read connection of their own; writes through the one Writer."""
 
-    def __init__(self, path: Path, retention: int = 1000, synchronous: str = "normal",
+    #: What a write raises when the database refused it (disk full, I/O error) or the store is closing: callers
+    #: answer "try again" for these and nothing else, without knowing which database is behind the store.
+    WRITE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, RuntimeError)
+
+    def __init__(self, path: Path, retention: int = 1000, synchronous: Synchronous = Synchronous.NORMAL,
                  policy: AlertPolicy | None = None) -> None:
         self.path = path
         self.retention = retention
@@ -233,10 +239,10 @@ class Store(SqliteReads):
 
     # --- writes ---------------------------------------------------------------------------------------
 
-    def _insert_check(self, conn: sqlite3.Connection, spec: CheckSpec, source: str, now: datetime) -> Check:
+    def _insert_check(self, conn: sqlite3.Connection, spec: CheckSpec, source: CheckSource, now: datetime) -> Check:
         return self._insert_checks(conn, [spec], source, now)[0]
 
-    def _insert_checks(self, conn: sqlite3.Connection, specs: list[CheckSpec], source: str,
+    def _insert_checks(self, conn: sqlite3.Connection, specs: list[CheckSpec], source: CheckSource,
                        now: datetime) -> list[Check]:
         """Create checks in one statement (a first start with 100,000 config checks), then run the hooks.
 
@@ -248,7 +254,7 @@ class Store(SqliteReads):
         checks = [Check(id=first + i, uuid=uuid, spec=spec, source=source, created_at=now)
                   for i, (spec, uuid) in enumerate(zip(specs, new_uuids(len(specs)), strict=True))]
         conn.executemany("INSERT INTO checks (id, uuid, slug, spec, source, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                         [(c.id, c.uuid, c.slug, codec.spec_to_json(c.spec), source, ts) for c in checks])
+                         [(c.id, c.uuid, c.slug, codec.spec_to_json(c.spec), source.value, ts) for c in checks])
         for check in checks:
             self._index(check)
         self._changed(conn, checks, now)
@@ -261,10 +267,10 @@ class Store(SqliteReads):
         """From the writer's index: call on the writer thread (inside an operation)."""
         return self._by_id.get(check_id)
 
-    def _update_check(self, conn: sqlite3.Connection, check: Check, spec: CheckSpec, source: str,
+    def _update_check(self, conn: sqlite3.Connection, check: Check, spec: CheckSpec, source: CheckSource,
                       now: datetime) -> Check:
         conn.execute("UPDATE checks SET spec = ?, source = ?, archived_at = NULL WHERE id = ?",
-                     (codec.spec_to_json(spec), source, check.id))
+                     (codec.spec_to_json(spec), source.value, check.id))
         updated = Check(id=check.id, uuid=check.uuid, spec=spec, source=source, paused=check.paused,
                         archived=False, created_at=check.created_at)
         self._index(updated)
@@ -282,15 +288,15 @@ class Store(SqliteReads):
                 existing = self._by_slug.get(slug)
                 if existing is None:
                     report.created.append(slug)
-                elif existing.spec != spec or existing.source != "config" or existing.archived:
+                elif existing.spec != spec or existing.source is not CheckSource.CONFIG or existing.archived:
                     changed.append((existing, spec))
                     report.updated.append(slug)
             if report.created:
-                self._insert_checks(conn, [specs[slug] for slug in report.created], "config", now)
+                self._insert_checks(conn, [specs[slug] for slug in report.created], CheckSource.CONFIG, now)
             for existing, spec in changed:
-                self._update_check(conn, existing, spec, "config", now)
+                self._update_check(conn, existing, spec, CheckSource.CONFIG, now)
             for check in list(self._by_id.values()):
-                if check.source == "config" and not check.archived and check.slug not in specs:
+                if check.source is CheckSource.CONFIG and not check.archived and check.slug not in specs:
                     conn.execute("UPDATE checks SET archived_at = ? WHERE id = ?", (now.timestamp(), check.id))
                     check.archived = True
                     self._changed(conn, [check], now)
@@ -362,7 +368,7 @@ class Store(SqliteReads):
             if check is None:
                 if not (req.create and req.slug and self._key_matches(req)):
                     return PingResult(PingOutcome.NOT_FOUND)
-                check = self._insert_check(conn, req.create_spec or CheckSpec(slug=req.slug), "ping", ping.at)
+                check = self._insert_check(conn, req.create_spec or CheckSpec(slug=req.slug), CheckSource.PING, ping.at)
                 outcome = PingOutcome.CREATED
             elif check.paused and check.spec.resume_on_ping and (not check.spec.methods
                                                                   or ping.method in check.spec.methods):
@@ -417,7 +423,7 @@ class Store(SqliteReads):
 
         def op(conn: sqlite3.Connection) -> ApiWrite:
             check = self._by_slug.get(slug)
-            if check is not None and check.source == "config" and not check.archived:
+            if check is not None and check.source is CheckSource.CONFIG and not check.archived:
                 return ApiWrite(ApiOutcome.READ_ONLY, check)
             if check is None or (check.archived and not create):
                 if not create:
@@ -426,14 +432,14 @@ class Store(SqliteReads):
                     spec = build(None)
                 except Exception as e:
                     return ApiWrite(ApiOutcome.REJECTED, None, e)
-                return ApiWrite(ApiOutcome.CREATED, self._insert_check(conn, spec, "api", now))
+                return ApiWrite(ApiOutcome.CREATED, self._insert_check(conn, spec, CheckSource.API, now))
             try:
                 spec = build(None if check.archived else check.spec)
             except Exception as e:
                 return ApiWrite(ApiOutcome.REJECTED, check, e)
-            if spec == check.spec and check.source == "api" and not check.archived:
+            if spec == check.spec and check.source is CheckSource.API and not check.archived:
                 return ApiWrite(ApiOutcome.UPDATED, check)  # unchanged: keep the scheduler's expectation
-            return ApiWrite(ApiOutcome.UPDATED, self._update_check(conn, check, spec, "api", now))
+            return ApiWrite(ApiOutcome.UPDATED, self._update_check(conn, check, spec, CheckSource.API, now))
 
         return await self.writer.submit(op)
 
@@ -444,7 +450,7 @@ class Store(SqliteReads):
             check = self._by_slug.get(slug)
             if check is None:
                 return ApiWrite(ApiOutcome.NOT_FOUND)
-            if check.source == "config" and not check.archived:
+            if check.source is CheckSource.CONFIG and not check.archived:
                 return ApiWrite(ApiOutcome.READ_ONLY, check)
             if not check.archived:
                 conn.execute("UPDATE checks SET archived_at = ? WHERE id = ?", (now.timestamp(), check.id))
@@ -600,3 +606,8 @@ class ApiWrite:
     outcome: ApiOutcome
     check: Check | None = None
     error: Exception | None = None
+
+
+def _offers_every_read(store: Store, read_only: ReadOnlyStore) -> tuple[Reads, Reads]:
+    """Never called: mypy checks here that both stores implement the Reads interface (store/base.py)."""
+    return store, read_only

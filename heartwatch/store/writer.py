@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from heartwatch.core.settings import Synchronous
+
 T = TypeVar("T")
 log = logging.getLogger("heartwatch.store.writer")
 
@@ -41,7 +43,7 @@ WAL_BACKSTOP_PAGES = 10_000
 Operation = Callable[[sqlite3.Connection], Any]
 
 
-def connect(path: Path, synchronous: str = "normal") -> sqlite3.Connection:
+def connect(path: Path, synchronous: Synchronous | str = Synchronous.NORMAL) -> sqlite3.Connection:
     """The writer's connection.
 
     synchronous, in WAL mode: "normal" (default) — a committed transaction is in the WAL file before the
@@ -52,7 +54,7 @@ def connect(path: Path, synchronous: str = "normal") -> sqlite3.Connection:
     """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+    conn.execute(f"PRAGMA synchronous={'FULL' if Synchronous(synchronous) is Synchronous.FULL else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys=ON")
     # Up to 64 MB of pages (default 2 MB): a first start creating 100,000 checks writes ~45 MB in one
     # transaction, and with the default cache half of that is spilled and read back (0.6 s of ~3 s).
@@ -64,14 +66,14 @@ def connect(path: Path, synchronous: str = "normal") -> sqlite3.Connection:
 
 class Writer:
     def __init__(self, path: Path, on_failure: Callable[[sqlite3.Connection], None] | None = None,
-                 synchronous: str = "normal") -> None:
+                 synchronous: Synchronous | str = Synchronous.NORMAL) -> None:
         self._path = path
-        self._synchronous = synchronous
+        self._synchronous = synchronous = Synchronous(synchronous)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="heartwatch-writer")
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Operation, asyncio.Future[Any]]] = []
         self._pending_long = False  # a pending operation asked for the writer thread
-        self._inline = synchronous != "full"
+        self._inline = synchronous is not Synchronous.FULL
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False

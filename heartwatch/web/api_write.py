@@ -14,11 +14,8 @@ resuming them is allowed, since that is an operator's action (maintenance) and n
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +30,9 @@ from heartwatch.core.model import CheckSpec
 from heartwatch.core.settings import BY_KEY, parse_check, spec_table
 from heartwatch.core.values import SLUG_RE, ConfigError
 from heartwatch.store.sqlite import ApiOutcome, ApiWrite
-from heartwatch.web.api import check_json, error
+from heartwatch.web.api_errors import ApiError, error
+from heartwatch.web.api_json import check_json
+from heartwatch.web.bearer import authorize
 from heartwatch.web.hub import Hub, hub_of
 
 log = logging.getLogger("heartwatch.web.api")
@@ -42,45 +41,11 @@ log = logging.getLogger("heartwatch.web.api")
 MAX_BODY = 64_000
 #: The keys a body may carry besides `slug`: exactly those of a `[checks.<slug>]` table.
 CHECK_KEYS = frozenset(BY_KEY)
-NO_TOKEN = ("writes are disabled because no API token is configured: set [api] tokens in heartwatch.toml, "
-            "or HEARTWATCH_API_TOKEN (or HEARTWATCH_API_TOKEN_FILE), and restart heartwatch")
 READ_ONLY = ("check {slug!r} is defined in the config file, which is read-only through the API (the file "
              "would overwrite the change on the next start); change it there. Pause and resume work.")
 
 
-class ApiError(Exception):
-    """A request we answer with `status` and a JSON error naming the field."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        self.status, self.message, self.field = status, message, field
-        super().__init__(message)
-
-    def response(self) -> Response:
-        resp = error(self.status, self.message, self.field)
-        if self.status == 401:
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="heartwatch"'
-        return resp
-
-
 # --- pure helpers ---------------------------------------------------------------------------------------
-
-
-def authorize(tokens: tuple[str, ...], header: str | None) -> None:
-    """Raise ApiError unless `header` is `Bearer <one of tokens>`; compared in constant time."""
-    if not tokens:
-        raise ApiError(403, NO_TOKEN)
-    scheme, _, given = (header or "").strip().partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
-        raise ApiError(401, "this needs an API token: send the header Authorization: Bearer <token>")
-    # Every configured token is compared, so the time taken does not tell which one came close; digests
-    # are compared, not the tokens, because compare_digest returns early when the lengths differ.
-    given_digest = hashlib.sha256(given.encode()).digest()
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(given_digest, hashlib.sha256(token.encode()).digest())
-    if not matched:
-        raise ApiError(401, "wrong API token")
 
 
 def reject_unknown(table: dict[str, Any]) -> None:
@@ -163,7 +128,7 @@ def write_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]
             response = await handler(request, hub)
         except ApiError as e:
             return e.response()
-        except (sqlite3.Error, RuntimeError):  # the database refused the write, or we are shutting down
+        except hub.store.WRITE_ERRORS:  # the database refused the write, or we are shutting down
             log.exception("could not store an API change")
             return error(503, "could not store the change; try again")
         if response.status_code < 300:

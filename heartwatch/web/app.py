@@ -10,8 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from heartwatch.web import api, api_write, login, metrics, openapi, ping_view
-from heartwatch.web import pages as web
+from heartwatch.web import api, api_write, login, metrics, openapi, pages, ping_view
 from heartwatch.web.auth import Auth, AuthGate, secure_cookie_for
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.security import HEADERS, SecurityHeaders
@@ -44,7 +43,7 @@ def create_app(hub: Hub, extra_routes: list[BaseRoute] | None = None, auth: Auth
         *openapi.routes,
         *metrics.routes,
         Route("/healthz", healthz, methods=["GET"]),
-        *web.routes,
+        *pages.routes,
         *login.routes,
         *(extra_routes or []),
     ]

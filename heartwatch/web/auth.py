@@ -4,7 +4,7 @@ With `[web] password` (or HEARTWATCH_WEB_PASSWORD[_FILE]) set, every page, the r
 a session (from /login) or `Authorization: Bearer <API token>` (scrapers and scripts cannot log in). Open
 without either: /ping/ (jobs must never need a login), /healthz, /login, the static files, the badges (a
 README embeds them; they show a slug and one status word), and /api/v1/openapi.json (documentation only).
-API writes are not decided here: they always need a bearer token, checked by api_write.
+API writes are not decided here: they always need a bearer token, checked by api_write (web/bearer.py).
 
 Nothing here keeps the password: only a scrypt hash of it. Sessions are stateless cookies
 `<expires>.<nonce>.<signature>`, signed with HMAC-SHA256 under a key derived from the database's
@@ -32,7 +32,8 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from heartwatch.clock import Clock, system_clock
-from heartwatch.web.api_write import ApiError, authorize
+from heartwatch.web.api_errors import ApiError
+from heartwatch.web.bearer import authorize
 
 SESSION_COOKIE = "heartwatch_session"
 LOGIN_COOKIE = "heartwatch_login"  # the nonce the login form's CSRF token is bound to

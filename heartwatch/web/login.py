@@ -15,8 +15,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from heartwatch.web.auth import LOGIN_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE, Auth, request_session, safe_next
-from heartwatch.web.pages import render
 from heartwatch.web.ratelimit import FixedWindow
+from heartwatch.web.render import render
 
 #: A login form is a few hundred bytes; anything much larger is not one.
 MAX_FORM = 8_000

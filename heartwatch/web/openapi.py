@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from heartwatch import __version__
 from heartwatch.core import settings
-from heartwatch.core.model import CheckStatus, PingKind, RunFlag, RunState
+from heartwatch.core.model import CheckSource, CheckStatus, PingKind, RunFlag, RunState
 from heartwatch.web.hub import hub_of
 
 JSON = "application/json"
@@ -106,7 +106,7 @@ SCHEMAS: dict[str, Any] = {
             "maintenance_until": _nullable({"type": "string", "format": "date-time",
                                             "description": "Alerts held until then"}),
             "archived": {"type": "boolean"},
-            "source": {"type": "string", "enum": ["config", "api", "ping"],
+            "source": {"type": "string", "enum": [s.value for s in CheckSource],
                        "description": "config checks are read-only through the API"},
             "last_run": _nullable(_ref("Run")),
             "next_expected_at": _nullable({"type": "string", "format": "date-time",

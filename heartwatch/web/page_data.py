@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
@@ -76,13 +77,31 @@ class Overview:
         return f"{', '.join(bad)} · heartwatch" if bad else "heartwatch"
 
 
+class LinkKind(StrEnum):
+    """Which part of a run's chain a link is (the templates style each)."""
+
+    START = "start"
+    STEP = "step"
+    END = "end"
+
+
+class LinkState(StrEnum):
+    """How far the run got with one link of its chain."""
+
+    DONE = "done"
+    STOPPED = "stopped"  # the last thing that happened in a bad or running run: where it stopped (or is now)
+    PENDING = "pending"  # declared but not reached (yet)
+    SKIPPED = "skipped"  # not seen in a run that finished
+    FAILED = "failed"  # the run's fail ping
+
+
 @dataclass
 class ChainItem:
     """One link of a run's job chain as the run page and the runs table draw it."""
 
     name: str
-    kind: str  # start | step | end
-    state: str  # done | stopped | pending | skipped | failed
+    kind: LinkKind
+    state: LinkState
     at: datetime | None = None
     since_previous: timedelta | None = None
     allowed: timedelta | None = None  # the step's declared `max`
@@ -233,34 +252,36 @@ def chain(check: Check, run: Run, now: datetime) -> list[ChainItem]:
     bad_or_open = run.state in BAD_STATES or run.state is RunState.RUNNING
     items: list[ChainItem] = []
     if run.state is RunState.MISSED:
-        return [ChainItem("start", "start", "stopped", run.started_at)]
+        return [ChainItem("start", LinkKind.START, LinkState.STOPPED, run.started_at)]
     seen_start = RunFlag.START_NOT_SEEN not in run.flags
-    items.append(ChainItem("start", "start", "done" if seen_start else "skipped",
+    items.append(ChainItem("start", LinkKind.START, LinkState.DONE if seen_start else LinkState.SKIPPED,
                            run.started_at if seen_start else None))
     previous = run.started_at
     seen: set[str] = set()
     for mark in run.steps:
         index = spec.step_index(mark.name)
         allowed = spec.steps[index].max if index is not None else None
-        items.append(ChainItem(mark.name, "step", "done", mark.at, mark.at - previous, allowed, list(mark.flags)))
+        items.append(ChainItem(mark.name, LinkKind.STEP, LinkState.DONE, mark.at, mark.at - previous, allowed,
+                               list(mark.flags)))
         previous = mark.at
         seen.add(mark.name)
     if bad_or_open:
         # The last thing that happened is where it stopped (or, for a running run, where it is now).
-        last_done = next((i for i in reversed(items) if i.state == "done"), None)
+        last_done = next((i for i in reversed(items) if i.state is LinkState.DONE), None)
         if last_done is not None:
-            last_done.state = "stopped"
+            last_done.state = LinkState.STOPPED
     for step in spec.steps:
         if step.name not in seen:
-            items.append(ChainItem(step.name, "step", "pending" if bad_or_open else "skipped", allowed=step.max))
+            items.append(ChainItem(step.name, LinkKind.STEP, LinkState.PENDING if bad_or_open else LinkState.SKIPPED,
+                                   allowed=step.max))
     if run.ended_at is not None and run.state is not RunState.INTERRUPTED:
         failed = run.state is RunState.FAILED
-        items.append(ChainItem("fail" if failed else "finish", "end", "failed" if failed else "done", run.ended_at,
-                               run.ended_at - previous))
+        items.append(ChainItem("fail" if failed else "finish", LinkKind.END,
+                               LinkState.FAILED if failed else LinkState.DONE, run.ended_at, run.ended_at - previous))
     elif run.state is RunState.INTERRUPTED:
-        items.append(ChainItem("interrupted by a new start", "end", "done", run.ended_at))
+        items.append(ChainItem("interrupted by a new start", LinkKind.END, LinkState.DONE, run.ended_at))
     else:
-        items.append(ChainItem("finish", "end", "pending", None, None, spec.max_runtime))
+        items.append(ChainItem("finish", LinkKind.END, LinkState.PENDING, None, None, spec.max_runtime))
     return items
 
 

@@ -8,79 +8,24 @@ costs one PRAGMA per poll instead of a render.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from heartwatch.core.durations import format_duration
 from heartwatch.core.model import Check, CheckStatus
-from heartwatch.core.schedule import describe_schedule
-from heartwatch.web import auth, badges, charts
-from heartwatch.web import page_data as web_data
-from heartwatch.web.format import (
-    FLAG_WORDS,
-    RUN_WORDS,
-    STATUS_WORDS,
-    duration_text,
-    event_kind_text,
-    local_text,
-    relative,
-    span_text,
-    strip_html,
-    time_tag,
-    when_tag,
-)
+from heartwatch.web import badges, charts, page_data
 from heartwatch.web.hub import Hub, hub_of
+from heartwatch.web.render import STATIC_DIR, Context, render
 
-STATIC_DIR = Path(__file__).parent / "static"
 LIVE_HEADER = "x-heartwatch-live"
-#: How often a page with JavaScript asks for fresh data (milliseconds); the ETag makes idle polls cheap.
-REFRESH_MS = 2500
 RUNS_PER_PAGE = 50
 EVENTS_ON_CHECK_PAGE = 100
 EVENTS_ON_RUN_PAGE = 1000
-
-
-def _asset_version() -> str:
-    """A hash of the static files, appended to their URLs so a new release is never served from cache."""
-    digest = hashlib.sha256()
-    for path in sorted(STATIC_DIR.iterdir()):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:10]
-
-
-ASSET_VERSION = _asset_version()
-
-templates = Environment(
-    loader=PackageLoader("heartwatch.web", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,  # a typo in a template fails the tests instead of rendering blank
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-templates.globals.update(
-    STATUS_WORDS=STATUS_WORDS, RUN_WORDS=RUN_WORDS, FLAG_WORDS=FLAG_WORDS, time_tag=time_tag, when_tag=when_tag,
-    relative=relative, span_text=span_text, local_text=local_text, event_kind_text=event_kind_text,
-    strip_html=strip_html, duration_text=duration_text, format_duration=format_duration,
-    describe_schedule=describe_schedule, asset_version=ASSET_VERSION,
-    refresh_ms=REFRESH_MS, statuses=list(CheckStatus), stopped_at=web_data.stopped_at,
-    session=auth.session,  # the logged-in session (for the logout form), None without a login
-    strip_runs=web_data.STRIP_RUNS,
-)
-
-Context = Mapping[str, Any]
-
-
-def render(template: str, context: Context, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return HTMLResponse(templates.get_template(template).render(context), status, headers=dict(headers or {}))
 
 
 async def live_page(request: Request, template: str, build: Callable[[Hub, datetime], Awaitable[Context | None]]
@@ -92,7 +37,7 @@ async def live_page(request: Request, template: str, build: Callable[[Hub, datet
     headers = {"Cache-Control": "no-store", "Vary": LIVE_HEADER}
     if live:
         # The token is read before the data, so a write landing in between changes the next poll's token.
-        headers["ETag"] = await web_data.change_token(hub.store, now)
+        headers["ETag"] = await page_data.change_token(hub.store, now)
         if request.headers.get("if-none-match") == headers["ETag"]:
             return Response(status_code=304, headers=headers)
     context = await build(hub, now)
@@ -113,7 +58,7 @@ async def overview_page(request: Request) -> Response:
     async def build(hub: Hub, now: datetime) -> Context:
         params = request.query_params
         page = params.get("page", "")
-        view = await web_data.overview(hub.store, now, params.get("tag"), params.get("status"),
+        view = await page_data.overview(hub.store, now, params.get("tag"), params.get("status"),
                                        int(page) if page.isdigit() else 1)
         return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job")}
 
@@ -154,13 +99,13 @@ async def check_page(request: Request) -> Response:
         run_url = f"/checks/{check.slug}/runs/"
         return {
             "check": check, "hub": hub, "runs": runs, "before": before,
-            "status": web_data.status_of(check, newest, watch, now),
-            "last_run": newest, "stopped": web_data.stopped_at(newest),
-            "expected_at": web_data.expected_start(check, watch, newest, now), "watch": watch,
+            "status": page_data.status_of(check, newest, watch, now),
+            "last_run": newest, "stopped": page_data.stopped_at(newest),
+            "expected_at": page_data.expected_start(check, watch, newest, now), "watch": watch,
             "timelines": {r.id: charts.timeline(r, spec, now, scale, tz) for r in runs},
-            "chains": {r.id: web_data.chain(check, r, now) for r in runs},
+            "chains": {r.id: page_data.chain(check, r, now) for r in runs},
             "chart": charts.duration_chart(runs, spec, now, tz, run_url),
-            "events": web_data.event_views(await hub.store.events(check.id, EVENTS_ON_CHECK_PAGE)),
+            "events": page_data.event_views(await hub.store.events(check.id, EVENTS_ON_CHECK_PAGE)),
             "alerts": await hub.store.alerts(check.id),
             "lines": ping_lines(hub, check),
             "more_runs": len(runs) == RUNS_PER_PAGE,
@@ -177,11 +122,11 @@ async def run_page(request: Request) -> Response:
             return None
         spec = check.spec
         return {
-            "check": check, "run": run, "chain": web_data.chain(check, run, now),
+            "check": check, "run": run, "chain": page_data.chain(check, run, now),
             "timeline": charts.timeline(run, spec, now, charts.timeline_scale([run], spec, now), spec.timezone, w=900,
                                        labels=True),
-            "stopped": web_data.stopped_at(run),
-            "events": web_data.event_views(await hub.store.events(check.id, EVENTS_ON_RUN_PAGE, run_id=run.id)),
+            "stopped": page_data.stopped_at(run),
+            "events": page_data.event_views(await hub.store.events(check.id, EVENTS_ON_RUN_PAGE, run_id=run.id)),
             "alerts": await hub.store.alerts(check.id, run_id=run.id),
         }
 
@@ -196,7 +141,7 @@ async def _badge_status(request: Request) -> tuple[str, CheckStatus] | None:
     snap = await hub.store.snapshot(request.path_params["slug"])
     if snap is None:
         return None
-    return snap.check.slug, web_data.status_of(snap.check, snap.last_run, snap.watch, hub.clock())
+    return snap.check.slug, page_data.status_of(snap.check, snap.last_run, snap.watch, hub.clock())
 
 
 # Badges are embedded in pages that image proxies (GitHub's camo) cache: ask them not to.

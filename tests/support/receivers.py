@@ -8,15 +8,14 @@ import email.policy
 import json
 import socket
 import threading
-import time
-from collections.abc import Callable
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from conftest import free_port
+
+from support.ports import free_port
 
 
 class HttpReceiver:
@@ -115,15 +114,3 @@ class SmtpReceiver:
 
     def stop(self) -> None:
         self._controller.stop()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
-    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
