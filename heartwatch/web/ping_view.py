@@ -9,7 +9,6 @@ else goes on to the Starlette app unchanged.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -83,7 +82,7 @@ class PingEndpoint:
                     user_agent=ua.decode("latin-1") if ua is not None else None, method=scope["method"])
         try:
             result = await hub.store.record_ping(req, item)
-        except sqlite3.Error:  # the database refused the write (disk full, I/O error): say so, the client retries
+        except hub.store.WRITE_ERRORS:  # the database refused the write (disk full, I/O error): the client retries
             log.exception("could not store a ping")
             return 503, "could not store the ping; try again"
         # Anything else is a bug: the outer handler logs it and answers 500, which a client does not retry for ever.
