@@ -79,7 +79,7 @@ def test_3_a_late_finish_stays_timed_out_and_sends_no_recovery(server: Server, r
     check = server.api("/checks/drain")
     assert check["status"] == "down" and check["last_run"]["state"] == "timed_out"  # before: ok (green)
     metrics = server.get("/metrics").text  # counted by the run's final state: before, the late finish made it ok
-    assert 'heartwatch_runs_total{slug="drain",state="timed_out"} 1' in metrics
+    assert 'heartwatch_runs{slug="drain",state="timed_out"} 1' in metrics
 
 
 def test_4_pause_and_resume_keep_the_reminders(server: Server, receiver: HttpReceiver) -> None:
