@@ -89,7 +89,10 @@ async def test_status_lines_carry_name_tags_state_and_only_the_due_watches(store
     await set_watch(store, a, T0 + timedelta(hours=1))  # not due at T0 + 30 min
     await set_watch(store, b, T0)  # due
     read = await store.status_lines(T0 + timedelta(minutes=30))
-    assert sorted(read.lines) == [(a.id, "Alpha", ("db",), False, RunState.FAILED, "a"), (b.id, "b", (), False, None, "b")]
+    assert sorted(read.lines) == [
+        (a.id, "Alpha", ("db",), False, RunState.FAILED, "a"),
+        (b.id, "b", (), False, None, "b"),
+    ]
     assert read.due == {b.id: (T0, T0 + timedelta(minutes=15))}
 
 
