@@ -38,7 +38,7 @@ __all__ = ["NAME_RE", "RESERVED_STEPS", "SECRET_KEY_RE", "SERVER_SETTINGS", "SLU
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
-    db: Path = Path("heartwatch.db")
+    db: Path | str = Path("heartwatch.db")  # a SQLite file, or a postgresql:// URL (str)
     base_url: str | None = None
     ping_key: str | None = None
     timezone: str = "UTC"
@@ -91,6 +91,37 @@ class ServerSetting:
         return describe(self.default)
 
 
+def is_database_url(db: object) -> bool:
+    """A PostgreSQL URL rather than a SQLite file name."""
+    return isinstance(db, str) and db.split("://", 1)[0] in ("postgresql", "postgres")
+
+
+def parse_db(text: str) -> Path | str:
+    """A SQLite file (Path) or a postgresql:// (or postgres://) URL, kept as text."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        if not text:
+            raise ValueError("expected a file name or a postgresql:// URL")
+        return Path(text)
+    if scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"{scheme}:// is not a database heartwatch knows: give a SQLite file name or a"
+                         " postgresql:// URL")
+    if not rest.split("?", 1)[0].strip("/"):
+        raise ValueError("expected postgresql://[user[:password]@]host[:port]/database")
+    return text
+
+
+def redact_db(db: Path | str) -> str:
+    """The database as the log and the start-up lines show it: a URL's password left out."""
+    if not is_database_url(db):
+        return str(db)
+    scheme, _, rest = str(db).partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    return f"{scheme}://{userinfo}{at}{host}"
+
+
 def _synchronous(value: object) -> Synchronous:
     return Synchronous(v.choice(*Synchronous)(value))
 
@@ -99,9 +130,10 @@ SERVER_SETTINGS: tuple[ServerSetting, ...] = (
     ServerSetting("server", "host", "host", v.text, "string", "The address to listen on.", "HEARTWATCH_HOST"),
     ServerSetting("server", "port", "port", v.whole_number(1, 65535), "whole number 1-65535",
                   "The TCP port to listen on.", "HEARTWATCH_PORT"),
-    ServerSetting("server", "db", "db", lambda value: Path(v.text(value)), "path",
-                  "The SQLite database file, relative to the config file's folder; created on first start.",
-                  "HEARTWATCH_DB"),
+    ServerSetting("server", "db", "db", lambda value: parse_db(v.text(value)), "path or postgresql:// URL",
+                  "The SQLite database file, relative to the config file's folder; created on first start. Or a "
+                  "PostgreSQL database's URL, `postgresql://user@host:5432/heartwatch`, which several heartwatch "
+                  "processes can share (docs/postgresql.md).", "HEARTWATCH_DB"),
     ServerSetting("server", "base_url", "base_url", v.url, "http(s) URL",
                   "Where users reach this server: used in printed ping URLs and alert links "
                   "(default: the address it listens on).", "HEARTWATCH_BASE_URL"),
@@ -233,7 +265,7 @@ def _settings(doc: dict[str, Any], config_path: Path | None, environ: Mapping[st
             attr, parser = known[key]
             values[attr] = _parse(f"{section}.{key}", value, parser)
 
-    if config_path and "db" in values and not values["db"].is_absolute():
+    if config_path and isinstance(values.get("db"), Path) and not values["db"].is_absolute():
         # The file's db path is relative to the file, so a config works from any working directory.
         values["db"] = config_path.parent / values["db"]
 

@@ -27,10 +27,11 @@ import uvicorn
 
 from heartwatch import __version__
 from heartwatch.clock import Clock, system_clock
-from heartwatch.config import ConfigError, Settings, load_settings
+from heartwatch.config import ConfigError, Settings, load_settings, redact_db
 from heartwatch.engine import notify
 from heartwatch.engine.scheduler import Scheduler
 from heartwatch.engine.sender import Sender
+from heartwatch.store.choose import MissingDriver, new_store
 from heartwatch.store.sqlite import DamagedDatabase, Store
 from heartwatch.web.app import create_app
 from heartwatch.web.auth import Auth, is_loopback, secure_cookie_for
@@ -83,20 +84,24 @@ class _Server(uvicorn.Server):
 
 
 async def open_store(settings: Settings) -> Store:
-    store = Store(settings.db, retention=settings.retention, synchronous=settings.synchronous)
+    store = new_store(settings.db, retention=settings.retention, synchronous=settings.synchronous)
     await store.open(settings.ping_key, settings.checks)
     return store
 
 
 async def serve(settings: Settings, clock: Clock = system_clock) -> int:
+    unopenable: tuple[type[Exception], ...] = (sqlite3.Error, OSError, *_driver_errors())
     try:
         store = await open_store(settings)
     except DamagedDatabase as e:
         click.echo(f"heartwatch: the database {settings.db} is damaged ({e}); not starting. Restore it from a"
                    " backup (README: Backup and restore), or move it away to start with an empty one.", err=True)
         return 1
-    except (sqlite3.Error, OSError) as e:
-        click.echo(f"heartwatch: cannot open the database {settings.db}: {e}", err=True)
+    except MissingDriver as e:
+        click.echo(f"heartwatch: {e}", err=True)
+        return 1
+    except unopenable as e:
+        click.echo(f"heartwatch: cannot open the database {redact_db(settings.db)}: {str(e).strip()}", err=True)
         return 1
     auth = None
     if settings.web_password:
@@ -137,6 +142,15 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         log.info("stopped; database closed")
 
 
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """PostgreSQL's errors, where its driver is installed (a SQLite-only install has none to catch)."""
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return (psycopg.Error,)
+
+
 def _freeze_heap() -> None:
     """Leave what start-up built (modules, every check and its spec, the caches) out of later collections.
 
@@ -158,7 +172,7 @@ def _report_bad_targets(settings: Settings) -> None:
 
 def _announce(hub: Hub, login: bool) -> None:
     s = hub.settings
-    click.echo(f"heartwatch {__version__} listening on http://{s.host}:{s.port}  (database {s.db})")
+    click.echo(f"heartwatch {__version__} listening on http://{s.host}:{s.port}  (database {redact_db(s.db)})")
     click.echo(f"  ping URLs: {s.public_url}/ping/<uuid>  or  {hub.slug_url('<slug>')}")
     click.echo(f"  status:    {s.public_url}/   API: {s.public_url}/api/v1/checks"
                + ("   (login required: [web] password is set)" if login else ""))

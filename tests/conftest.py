@@ -1,13 +1,54 @@
 """Shared fixtures. `server` runs the real `heartwatch serve` (tests/support/server.py) on a free loopback port,
-one per test; a module whose tests can share one says `server = shared_server(CONFIG)` instead."""
+one per test; a module whose tests can share one says `server = shared_server(CONFIG)` instead.
+
+The store's two databases: `db_location` is a fresh SQLite file or a fresh database in the session's throwaway
+PostgreSQL cluster (tests/support/postgres.py), so a test taking it runs on both; `new_db()` makes another of
+the same kind. Without PostgreSQL installed the PostgreSQL half skips, saying why.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.postgres import Cluster, why_not
 from support.server import Server, running_server
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    cluster = Cluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """Which store a test runs on: "sqlite" or "postgresql"."""
+    return str(request.param)
+
+
+@pytest.fixture
+def new_db(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[], Path | str]:
+    """Makes a fresh, empty database of the test's kind: a SQLite file's path or a PostgreSQL URL."""
+    if db_kind == "postgresql":
+        cluster: Cluster = request.getfixturevalue("pg_cluster")
+        return cluster.new_database
+    names = (tmp_path / f"hw{i}.db" for i in itertools.count())
+    return lambda: next(names)
+
+
+@pytest.fixture
+def db_location(new_db: Callable[[], Path | str]) -> Path | str:
+    return new_db()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,14 +17,15 @@ from support.db import query
 from heartwatch.core.model import Check, CheckSpec, Ping, PingKind, RunState, StepSpec
 from heartwatch.core.pings import PingRequest
 from heartwatch.store import codec
+from heartwatch.store.choose import new_store
 from heartwatch.store.sqlite import PRUNE_EVERY, PingOutcome, Store, new_uuids
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "hw.db")
+async def store(db_location: Path | str) -> AsyncIterator[Store]:
+    s = new_store(db_location)
     await s.open()
     try:
         yield s
@@ -131,8 +132,8 @@ async def test_slug_ping_needs_the_right_key_and_create_makes_the_check(store: S
 # --- retention ------------------------------------------------------------------------------------------------
 
 
-async def test_retention_prunes_a_checks_events_to_the_limit(tmp_path: Path) -> None:
-    store = Store(tmp_path / "hw.db", retention=10)
+async def test_retention_prunes_a_checks_events_to_the_limit(db_location: Path | str) -> None:
+    store = new_store(db_location, retention=10)
     await store.open()
     try:
         check = await add_check(store, "busy")
@@ -151,8 +152,8 @@ async def test_retention_prunes_a_checks_events_to_the_limit(tmp_path: Path) -> 
         await store.close()
 
 
-async def test_events_under_the_limit_are_never_pruned(tmp_path: Path) -> None:
-    store = Store(tmp_path / "hw.db", retention=PRUNE_EVERY * 3)
+async def test_events_under_the_limit_are_never_pruned(db_location: Path | str) -> None:
+    store = new_store(db_location, retention=PRUNE_EVERY * 3)
     await store.open()
     try:
         check = await add_check(store)
@@ -209,14 +210,14 @@ async def test_sync_config_leaves_checks_created_by_ping_alone(store: Store) -> 
     assert adhoc is not None and not adhoc.archived
 
 
-async def test_config_sync_and_history_survive_reopening(tmp_path: Path) -> None:
-    store = Store(tmp_path / "hw.db")
+async def test_config_sync_and_history_survive_reopening(db_location: Path | str) -> None:
+    store = new_store(db_location)
     await store.open()
     check = await add_check(store, "a")
     await store.record_ping(*ping_of(check, PingKind.START))
     await store.close()
 
-    store = Store(tmp_path / "hw.db")
+    store = new_store(db_location)
     await store.open()
     try:
         again = await store.check("a")
@@ -235,37 +236,37 @@ async def test_config_sync_and_history_survive_reopening(tmp_path: Path) -> None
 # --- ping key ----------------------------------------------------------------------------------------------------
 
 
-async def test_ping_key_is_generated_once_and_kept_across_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "hw.db"
-    store = Store(path)
+async def test_ping_key_is_generated_once_and_kept_across_reopen(new_db: Callable[[], Path | str]) -> None:
+    path = new_db()
+    store = new_store(path)
     await store.open()
     key = store.ping_key
     await store.close()
     assert len(key) >= 16
 
-    store = Store(path)
+    store = new_store(path)
     await store.open()
     assert store.ping_key == key
     await store.close()
 
-    other = Store(tmp_path / "other.db")
+    other = new_store(new_db())
     await other.open()
     assert other.ping_key != key  # unguessable: not a constant
     await other.close()
 
 
-async def test_configured_ping_key_wins_and_is_remembered(tmp_path: Path) -> None:
-    path = tmp_path / "hw.db"
-    store = Store(path)
+async def test_configured_ping_key_wins_and_is_remembered(db_location: Path | str) -> None:
+    path = db_location
+    store = new_store(path)
     await store.open()
     await store.close()
 
-    store = Store(path)
+    store = new_store(path)
     await store.open("configured-key")
     assert store.ping_key == "configured-key"
     await store.close()
 
-    store = Store(path)
+    store = new_store(path)
     await store.open()
     assert store.ping_key == "configured-key"
     await store.close()
@@ -306,17 +307,18 @@ async def test_a_sync_creating_many_checks_indexes_each_in_config_order(store: S
         assert (await store.check(slug)) == store.check_by_id(check_id)
 
 
-async def test_reopening_with_the_config_shares_its_specs_and_still_sees_a_change(tmp_path: Path) -> None:
+async def test_reopening_with_the_config_shares_its_specs_and_still_sees_a_change(
+        db_location: Path | str) -> None:
     old = {"same": CheckSpec(slug="same", schedule="0 2 * * *", tags=("a",)),
            "edited": CheckSpec(slug="edited", period=timedelta(hours=1))}
-    store = Store(tmp_path / "hw.db")
+    store = new_store(db_location)
     await store.open(None, old)
     await store.sync_config(old, T0)
     await store.close()
 
     new = {"same": CheckSpec(slug="same", schedule="0 2 * * *", tags=("a",)),
            "edited": CheckSpec(slug="edited", period=timedelta(hours=2))}
-    store = Store(tmp_path / "hw.db")
+    store = new_store(db_location)
     await store.open(None, new)
     try:
         same, edited = (await store.check("same")), (await store.check("edited"))

@@ -14,14 +14,15 @@ from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, PingKind,
 from heartwatch.core.pings import PingRequest
 from heartwatch.store.base import UnreadableDatabase
 from heartwatch.store.reads import ReadOnlyStore
+from heartwatch.store.choose import new_store
 from heartwatch.store.sqlite import Store
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "hw.db")
+async def store(db_location: Path | str) -> AsyncIterator[Store]:
+    s = new_store(db_location)
     await s.open()
     try:
         yield s
@@ -42,7 +43,8 @@ async def ping(store: Store, check: Check, kind: PingKind, at: datetime) -> None
 
 async def set_watch(store: Store, check: Check, expected_at: datetime) -> None:
     def op(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT OR REPLACE INTO watches (check_id, expected_at, start_deadline, bad_streak)"
+        conn.execute("DELETE FROM watches WHERE check_id = ?", (check.id,))
+        conn.execute("INSERT INTO watches (check_id, expected_at, start_deadline, bad_streak)"
                      " VALUES (?, ?, ?, 0)", (check.id, expected_at.timestamp(), expected_at.timestamp() + 900))
 
     await store.writer.submit(op)
@@ -96,7 +98,10 @@ async def test_status_lines_carry_name_tags_state_and_only_the_due_watches(store
     assert read.due == {b.id: (T0, T0 + timedelta(minutes=15))}
 
 
-async def test_the_read_only_store_reads_without_writing_and_names_what_is_wrong(store: Store, tmp_path: Path) -> None:
+async def test_the_read_only_store_reads_without_writing_and_names_what_is_wrong(store: Store, tmp_path: Path,
+                                                                                 db_kind: str) -> None:
+    if db_kind != "sqlite":
+        pytest.skip("ReadOnlyStore opens a SQLite file (heartwatch checks --db)")
     [backup] = await checks(store, "backup")
     await ping(store, backup, PingKind.SUCCESS, T0)
     async with ReadOnlyStore.open(store.path) as reads:

@@ -21,6 +21,10 @@ from heartwatch.store.backup import BackupError, TargetExists, backup
 def backup_cmd(path: Path, config: Path | None, db: Path | None, force: bool) -> None:
     """Copy the database to PATH, consistently, while the server runs (see README: Backup and restore)."""
     settings = settings_or_exit(config, db=db)
+    if not isinstance(settings.db, Path):
+        click.echo("heartwatch: backup copies a SQLite file; back a PostgreSQL database up with pg_dump"
+                   " (docs/postgresql.md)", err=True)
+        sys.exit(EXIT_CONFIG)
     try:
         report = backup(settings.db, path, force=force)
     except BackupError as e:

@@ -80,8 +80,10 @@ def _line(check: Check, last: Run | None, watch: Watch | None, now: datetime) ->
         next_due=_next_due(check, last, watch, now))
 
 
-def read_db(path: Path, now: datetime) -> list[CheckLine]:
+def read_db(path: Path | str, now: datetime) -> list[CheckLine]:
     """The live checks from a heartwatch database, opened read-only."""
+    if not isinstance(path, Path):
+        raise ChecksError("--db reads a SQLite file; for a PostgreSQL database ask a server with --server URL")
     if not path.is_file():
         raise ChecksError(f"no database at {path}; give --db PATH, or --server URL to ask a running server")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from heartwatch import __version__
-from heartwatch.cli.settings import settings_or_exit
+from heartwatch.cli.settings import db_flag, settings_or_exit
 
 
 class _Commands(click.Group):
@@ -50,13 +50,12 @@ def main() -> None:
 @main.command()
 @click.option("--config", "-c", type=click.Path(path_type=Path), envvar="HEARTWATCH_CONFIG",
               help="heartwatch.toml to load (checks, alerts, server settings).")
-@click.option("--db", type=click.Path(path_type=Path),
-              help="SQLite database file  [env HEARTWATCH_DB; default heartwatch.db]")
+@click.option("--db", help="SQLite database file or postgresql:// URL  [env HEARTWATCH_DB; default heartwatch.db]")
 @click.option("--host", help="Address to listen on  [env HEARTWATCH_HOST; default 127.0.0.1]")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port  [env HEARTWATCH_PORT; default 8000]")
-def serve(config: Path | None, db: Path | None, host: str | None, port: int | None) -> None:
+def serve(config: Path | None, db: str | None, host: str | None, port: int | None) -> None:
     """Run the ping endpoint, status page, API, scheduler and alert sender."""
     from heartwatch.server import run_server  # keeps `heartwatch run` and friends quick to start
 
-    settings = settings_or_exit(config, db=db, host=host, port=port)
+    settings = settings_or_exit(config, db=db_flag(db), host=host, port=port)
     sys.exit(run_server(settings))

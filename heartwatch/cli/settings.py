@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from heartwatch.config import ConfigError, Settings, load_settings
+from heartwatch.config import ConfigError, Settings, load_settings, parse_db
 
 #: Exit status for a startup failure the user can fix (bad config, bad flag), like click's usage errors.
 EXIT_CONFIG = 2
@@ -25,4 +25,15 @@ def settings_or_exit(config: Path | None, **flags: object) -> Settings:
     except ConfigError as e:
         where = f"{config}: " if config else ""
         click.echo(f"heartwatch: {where}{e}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def db_flag(db: str | None) -> Path | str | None:
+    """`--db`: a SQLite file or a postgresql:// URL; a bad one is one line and exit 2."""
+    if db is None:
+        return None
+    try:
+        return parse_db(db)
+    except ValueError as e:
+        click.echo(f"heartwatch: --db {db!r}: {e}", err=True)
         sys.exit(EXIT_CONFIG)

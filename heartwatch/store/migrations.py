@@ -123,13 +123,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 ]
 
 
-def migrate(conn: sqlite3.Connection) -> list[int]:
-    """Apply the migrations not yet applied; returns their versions. Safe to call any number of times."""
+def migrate(conn: sqlite3.Connection, migrations: list[tuple[int, str, str]] | None = None) -> list[int]:
+    """Apply the migrations not yet applied; returns their versions. Safe to call any number of times.
+
+    `migrations`: MIGRATIONS by default; PostgreSQL's store adds its own few (store/postgres.py)."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations"
                  " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
     done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
     applied = []
-    for version, name, sql in MIGRATIONS:
+    for version, name, sql in MIGRATIONS if migrations is None else migrations:
         if version in done:
             continue
         # executescript would commit on its own; run statement by statement inside one transaction so a

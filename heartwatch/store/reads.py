@@ -161,22 +161,23 @@ class SqliteReads:
     async def status_lines(self, now: datetime) -> StatusLines:
         # One statement, so one snapshot: every check with its spec's JSON text (decoded only when the spec is
         # new to this process, see _SUMMARIES) and its newest run's state (from the runs_by_check index alone,
-        # see migration 3); then, as rows with a NULL slug, the few watches already due. Only those can make a
+        # see migration 3); then, as rows with a NULL slug and their own two columns (one type per column, as
+        # PostgreSQL wants), the few watches already due. Only those can make a
         # check late, and reading them apart costs one scan of watches instead of a lookup per check.
         rows = await self._all(
             "SELECT c.id, c.slug, c.spec, c.paused,"
-            " (SELECT state FROM runs r WHERE r.check_id = c.id ORDER BY r.id DESC LIMIT 1)"
+            " (SELECT state FROM runs r WHERE r.check_id = c.id ORDER BY r.id DESC LIMIT 1), NULL, NULL"
             " FROM checks c WHERE c.archived_at IS NULL"
-            " UNION ALL SELECT check_id, NULL, expected_at, start_deadline, NULL FROM watches"
+            " UNION ALL SELECT check_id, NULL, NULL, NULL, NULL, expected_at, start_deadline FROM watches"
             " WHERE expected_at <= ?", (now.timestamp(),))
         if len(_SUMMARIES) > 2 * len(rows) + 1000:
             _SUMMARIES.clear()  # specs changed many times over: forget the old ones
         summaries, states = _SUMMARIES, _STATES
         lines = []
         due = {}
-        for cid, slug, spec, paused, state in rows:
-            if slug is None:  # a due watch: spec and paused hold its expected_at and start_deadline
-                due[cid] = (from_ts(spec), from_ts(paused))
+        for cid, slug, spec, paused, state, expected_at, start_deadline in rows:
+            if slug is None:  # a due watch
+                due[cid] = (from_ts(expected_at), from_ts(start_deadline))
                 continue
             name, tags = summaries.get(spec) or _summary(spec)
             lines.append((cid, name or slug, tags, bool(paused), states[state] if state else None, slug))

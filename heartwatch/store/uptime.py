@@ -63,8 +63,9 @@ def uptime_query(check_ids: Sequence[int], now: datetime, windows: Sequence[tupl
     now_ts = now.timestamp()
     cuts = [now_ts - span.total_seconds() for _, span in windows]
     # A missed run folded while the check was down stands for `missed` expected starts (1 for every other run).
-    columns = ", ".join("SUM((started_at >= ?) * missed), SUM((started_at >= ? AND state != ?) * missed)"
-                        for _ in cuts)
+    # CASE rather than SQLite's (condition) * missed: PostgreSQL has no arithmetic on booleans.
+    columns = ", ".join("SUM(CASE WHEN started_at >= ? THEN missed ELSE 0 END),"
+                        " SUM(CASE WHEN started_at >= ? AND state != ? THEN missed ELSE 0 END)" for _ in cuts)
     marks = ",".join("?" * len(check_ids))
     ok = RunState.OK.value
     sql = (f"SELECT check_id, {columns} FROM runs WHERE check_id IN ({marks}) AND started_at >= ? AND state != ?"

@@ -1,0 +1,147 @@
+"""The store on PostgreSQL: the SQLite store's code and SQL, on psycopg 3 connections (store/dialect.py).
+
+Same shape as on SQLite: one writer connection on a thread of its own takes the writes of concurrent requests
+in one transaction (group commit), reads go through a connection of their own, and the writer keeps the check
+index, the open runs and the watches in memory. What PostgreSQL adds is that several heartwatch processes may
+write the same database. The in-memory state stays right because every write transaction starts by bumping
+the one row of `writes`: that row's lock makes the processes' transactions take turns (as BEGIN IMMEDIATE does
+on SQLite), and its number tells a writer whether another process committed since its own last commit. If one
+did, the writer reloads its state from the database before going on (a full reload: at 1,000 checks about
+X ms; two processes sharing a stream of pings reload on most alternations, see bench/pings.py).
+
+The same number is the pages' change version (`change_version`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import aiosqlite
+import psycopg
+
+from heartwatch.core.model import CheckSpec
+from heartwatch.core.settings import Synchronous
+from heartwatch.store.dialect import PgConnection, PgReader
+from heartwatch.store.migrations import MIGRATIONS, migrate
+from heartwatch.store.outbox import AlertPolicy
+from heartwatch.store.sqlite import Store
+from heartwatch.store.writer import Writer
+
+log = logging.getLogger("heartwatch.store.postgres")
+
+#: PostgreSQL's own migrations, after the shared ones (numbered from 1001 so the two lists never meet).
+PG_MIGRATIONS: list[tuple[int, str, str]] = [
+    (1001, "writes: the version row", """
+        -- Bumped by every write transaction: its row lock makes the processes' writers take turns, and its
+        -- number tells each whether another process wrote since its last commit (store/postgres.py).
+        CREATE TABLE writes (version BIGINT NOT NULL);
+        INSERT INTO writes VALUES (0);
+    """),
+]
+#: Held (pg_advisory_lock) while a process migrates and reads or makes the ping key: two processes starting at
+#: once on an empty database would otherwise both create the schema.
+SETUP_LOCK = 0x68770001
+_BUMP = "UPDATE writes SET version = version + 1 RETURNING version"
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    return [*MIGRATIONS, *PG_MIGRATIONS]
+
+
+class PgWriter(Writer):
+    """The Writer on PostgreSQL: always on its thread (each statement is a round trip), no WAL to checkpoint,
+    a reconnect after the connection broke, and the version row (module docstring)."""
+
+    def __init__(self, url: str, on_failure: Callable[[sqlite3.Connection], None],
+                 on_stale: Callable[[sqlite3.Connection], None]) -> None:
+        super().__init__(Path(os.devnull), on_failure=on_failure)
+        self._url = url
+        self._inline = False
+        self._on_stale = on_stale
+        self.seen: int | None = None  # the version after our last commit; None: reload before the next batch
+        self.reloads = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        return cast(sqlite3.Connection, PgConnection.connect(self._url, "heartwatch-writer"))
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, self._connect)
+        self._task = asyncio.create_task(self._loop(), name="heartwatch-writer")
+
+    def _transaction(self, ops: list[Any]) -> list[Any]:
+        conn = cast(PgConnection, self._conn)
+        if conn is None or conn.broken:  # PostgreSQL restarted, or the network dropped the connection
+            self.seen = None
+            self._conn = self._connect()
+            conn = cast(PgConnection, self._conn)
+        db = cast(sqlite3.Connection, conn)
+        conn.execute("BEGIN")
+        try:
+            [(version,)] = conn.execute(_BUMP)
+            if self.seen is None or version != self.seen + 1:
+                self.reloads += 1
+                self._on_stale(db)  # another process wrote: what we hold in memory may be stale
+            values = [op(db) for op in ops]
+            conn.execute("COMMIT")
+            self.seen = version
+            return values
+        except BaseException:
+            self.seen = None  # what is in memory may hold what was rolled back: reload before the next batch
+            if not conn.broken and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+class PostgresStore(Store):
+    """Store (store/sqlite.py) on a PostgreSQL database given by its URL."""
+
+    WRITE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, RuntimeError)
+
+    def __init__(self, url: str, retention: int = 1000, synchronous: Synchronous = Synchronous.NORMAL,
+                 policy: AlertPolicy | None = None) -> None:
+        super().__init__(Path(os.devnull), retention=retention, synchronous=synchronous, policy=policy)
+        self.url = url
+        self.writer = PgWriter(url, on_failure=self._load_state, on_stale=self._load_state)
+        self._pg_reader: PgReader | None = None
+
+    async def open(self, ping_key: str | None = None, specs: Mapping[str, CheckSpec] | None = None) -> None:
+        self._known_specs = specs or {}
+        await self.writer.start()
+        writer = cast(PgWriter, self.writer)
+
+        def setup(conn: sqlite3.Connection) -> str:
+            conn.execute(f"SELECT pg_advisory_lock({SETUP_LOCK})")
+            try:
+                migrate(conn, migrations())
+                key = self._ensure_ping_key(conn, ping_key)
+                [(writer.seen,)] = conn.execute("SELECT version FROM writes")  # read before the state below
+                return key
+            finally:
+                conn.execute(f"SELECT pg_advisory_unlock({SETUP_LOCK})")
+
+        try:
+            self._ping_key = await self.writer.call(setup)
+            await self.writer.call(self._load_state)
+        except BaseException:
+            await self.writer.close()
+            raise
+        self._pg_reader = PgReader(self.url)
+        self._reader = cast(aiosqlite.Connection, self._pg_reader)
+
+    async def close(self) -> None:
+        await self.writer.close()
+        if self._pg_reader is not None:
+            await self._pg_reader.close()
+            self._pg_reader = None
+            self._reader = None
+
+    async def change_version(self) -> int:
+        [(version,)] = await self._all("SELECT version FROM writes")
+        return int(version)
