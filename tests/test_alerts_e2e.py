@@ -6,15 +6,15 @@ and only then counts: an alert that arrived twice, or one that never did, fails 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from support.receivers import HttpReceiver, SmtpReceiver
-from support.server import Server
+from support.server import Server, running_server
 from support.waiting import wait_for
 
 ALERTS = """
@@ -58,12 +58,15 @@ def server_config(request: pytest.FixtureRequest, receiver: HttpReceiver, checks
     return ALERTS.format(url=receiver.url()) + checks_toml
 
 
+@pytest.fixture
+def server(tmp_path: Path, server_config: str, db_location: Path | str) -> Iterator[Server]:
+    """The real server on each store: a SQLite file, and a PostgreSQL database (tests/conftest.py)."""
+    with running_server(tmp_path, server_config, db=db_location) as srv:
+        yield srv
+
+
 def query(server: Server, sql: str, *params: Any) -> list[Any]:
-    conn = sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+    return server.query(sql, *params)
 
 
 def outbox_empty(server: Server) -> bool:

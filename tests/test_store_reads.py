@@ -13,8 +13,8 @@ import pytest
 from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, PingKind, RunState, Watch
 from heartwatch.core.pings import PingRequest
 from heartwatch.store.base import UnreadableDatabase
-from heartwatch.store.reads import ReadOnlyStore
 from heartwatch.store.choose import new_store
+from heartwatch.store.reads import ReadOnlyStore
 from heartwatch.store.sqlite import Store
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support.db import query_location
 from support.ports import free_port
 from support.waiting import wait_for
 
@@ -38,8 +39,11 @@ def answers_healthz(url: str, proc: subprocess.Popen[Any], log: Callable[[], str
 class Server:
     """A real heartwatch process. `stop()`/`start()` restart it on the same port and database."""
 
-    def __init__(self, config_path: Path, db_path: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config_path: Path, db_path: Path, env: Mapping[str, str] | None = None,
+                 db_url: str | None = None) -> None:
         self.config_path, self.db_path = config_path, db_path
+        # A postgresql:// URL instead of the SQLite file db_path (the log still goes beside db_path).
+        self.db_url = db_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ping_key = PING_KEY
@@ -51,7 +55,7 @@ class Server:
         log = self.log_path.open("a")
         proc = self.proc = subprocess.Popen(
             [sys.executable, "-m", "heartwatch", "serve", "--config", str(self.config_path),
-             "--db", str(self.db_path), "--port", str(self.port)],
+             "--db", self.db_url or str(self.db_path), "--port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, text=True, env=self.env)
         try:
             wait_for(lambda: answers_healthz(self.url, proc, self.log), timeout, "heartwatch to start")
@@ -69,6 +73,15 @@ class Server:
             code = self.proc.wait()
         self.proc = None
         return code
+
+    @property
+    def db(self) -> Path | str:
+        """Its database: the SQLite file's path or the PostgreSQL URL."""
+        return self.db_url or self.db_path
+
+    def query(self, sql: str, *params: Any) -> list[Any]:
+        """Rows of `sql` (SQLite's dialect) as committed now, read beside the running server."""
+        return query_location(self.db, sql, params)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
@@ -91,11 +104,13 @@ class Server:
 
 
 @contextmanager
-def running_server(folder: Path, config: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """A real heartwatch with `config` (TOML text) and its database in `folder`, stopped afterwards."""
+def running_server(folder: Path, config: str, env: Mapping[str, str] | None = None,
+                   db: Path | str | None = None) -> Iterator[Server]:
+    """A real heartwatch with `config` (TOML text) and its database in `folder` (or `db`), stopped afterwards."""
     path = folder / "heartwatch.toml"
     path.write_text(config)
-    srv = Server(path, folder / "heartwatch.db", env)
+    srv = Server(path, db if isinstance(db, Path) else folder / "heartwatch.db", env,
+                 db_url=db if isinstance(db, str) else None)
     srv.start()
     try:
         yield srv
