@@ -46,6 +46,7 @@ class Settings:
     retention: int = 1_000  # events kept per check
     rate_limit: int = 0  # pings per minute per check; 0 = off
     synchronous: Synchronous = Synchronous.NORMAL
+    heartbeat_url: str | None = None  # pinged every minute by the process running the scheduler
     alert_urls: tuple[str, ...] = ()
     remind_every: timedelta = timedelta(days=1)  # while a check stays down; 0 = never
     retry_first: timedelta = timedelta(seconds=10)  # first wait before re-sending a failed alert
@@ -151,6 +152,10 @@ SERVER_SETTINGS: tuple[ServerSetting, ...] = (
     ServerSetting("server", "synchronous", "synchronous", _synchronous, "normal or full",
                   "What a stored ping survives: normal = a crash of the process, full = a power cut too "
                   "(each write waits for the disk)."),
+    ServerSetting("server", "heartbeat_url", "heartbeat_url", v.url, "http(s) URL",
+                  "A ping URL (another heartwatch, Healthchecks, an Uptime Kuma push URL) that the process running "
+                  "the scheduler pings every minute, and fails with the reason when the scheduler or the sender is "
+                  "stuck.", "HEARTWATCH_HEARTBEAT_URL"),
     ServerSetting("alerts", "urls", "alert_urls", v.str_list, "list of Apprise URLs",
                   "Where every check's alerts go (each check may add its own `alerts`).",
                   "HEARTWATCH_ALERT_URLS", secret=True),

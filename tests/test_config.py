@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from heartwatch import config
-from heartwatch.config import ConfigError, Settings, load_settings
+from heartwatch.config import ConfigError, Settings, load_settings, redact_db
 from heartwatch.core.model import CheckSpec, StepSpec
 
 FULL = """
@@ -268,6 +268,26 @@ def test_db_from_env_or_flag_is_not_moved_next_to_the_file(tmp_path: Path) -> No
     path = write(tmp_path, '[server]\ndb = "file.db"\n', "etc/heartwatch.toml")
     assert load_settings(path, {"HEARTWATCH_DB": "env.db"}, {}).db == Path("env.db")
     assert load_settings(path, {}, {"db": Path("flag.db")}).db == Path("flag.db")
+
+
+def test_a_postgresql_url_is_kept_as_a_url_never_a_file_name(tmp_path: Path) -> None:
+    url = "postgresql://hw:s3cret@db.internal:5432/heartwatch?sslmode=require"
+    path = write(tmp_path, f'[server]\ndb = "{url}"\n', "etc/heartwatch.toml")
+    assert load_settings(path, {}, {}).db == url  # not made relative to the config's folder
+    assert load_settings(None, {"HEARTWATCH_DB": "postgres://h/hw"}, {}).db == "postgres://h/hw"
+    assert redact_db(url) == "postgresql://hw:***@db.internal:5432/heartwatch?sslmode=require"
+    assert redact_db(Path("a.db")) == "a.db"
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("mysql://h/db", "mysql:// is not a database heartwatch knows"),
+    ("postgresql://", "expected postgresql://"),
+    ("", "expected a file name"),
+])
+def test_a_db_that_is_neither_a_file_nor_a_postgresql_url_is_refused(tmp_path: Path, value: str, reason: str) -> None:
+    path = write(tmp_path, f'[server]\ndb = "{value}"\n', "heartwatch.toml")
+    with pytest.raises(ConfigError, match=reason):
+        load_settings(path, {}, {})
 
 
 # --- the CLI: one line, exit status 2 -------------------------------------------------------------------------

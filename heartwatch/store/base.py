@@ -95,6 +95,48 @@ class UnreadableDatabase(Exception):
     """A database the CLI cannot read: `str()` is the one line to show."""
 
 
+class LeaderLock(Protocol):
+    """Who runs the scheduler and the sender: exactly one process of those sharing a database at a time.
+
+    On SQLite the one process always holds it (SoleLeader); on PostgreSQL it is an advisory lock on a
+    connection of its own (store/postgres.py), released by PostgreSQL when that connection dies."""
+
+    name: str  # this process, as the pages and /healthz name it
+
+    async def acquire(self) -> bool:
+        """Take the lock if it is free; whether this process holds it now."""
+        ...
+
+    async def still_held(self) -> bool:
+        """Whether this process still holds it (False once its connection is gone: stop leading at once)."""
+        ...
+
+    async def holder(self) -> str | None:
+        """The name of the process holding it, if any."""
+        ...
+
+    async def release(self) -> None: ...
+
+
+class SoleLeader:
+    """The lock of a store only one process can open (SQLite): always held by it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def acquire(self) -> bool:
+        return True
+
+    async def still_held(self) -> bool:
+        return True
+
+    async def holder(self) -> str | None:
+        return self.name
+
+    async def release(self) -> None:
+        return None
+
+
 class Reads(Protocol):
     """The read side of a store. Every method reads one consistent state and never writes."""
 

@@ -25,7 +25,7 @@ from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import Applied, apply_ping
 from heartwatch.core.settings import Synchronous
 from heartwatch.store import codec, outbox
-from heartwatch.store.base import Reads
+from heartwatch.store.base import LeaderLock, Reads, SoleLeader
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
 from heartwatch.store.migrations import MIGRATIONS, migrate
 from heartwatch.store.outbox import AlertPolicy, Attempt, DueDelivery
@@ -144,6 +144,13 @@ class Store(SqliteReads):
     @property
     def ping_key(self) -> str:
         return self._ping_key
+
+    #: Whether other processes may share this database (and so how often the leader looks for their changes).
+    shared = False
+
+    def leader_lock(self, name: str) -> LeaderLock:
+        """The lock whose holder runs the scheduler and the sender: on SQLite, this process always."""
+        return SoleLeader(name)
 
     def _ensure_ping_key(self, conn: sqlite3.Connection, configured: str | None) -> str:
         """The configured key wins; otherwise the one generated on first start, kept in the database."""
