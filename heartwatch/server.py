@@ -29,6 +29,8 @@ from heartwatch import __version__
 from heartwatch.clock import Clock, system_clock
 from heartwatch.config import ConfigError, Settings, load_settings, redact_db
 from heartwatch.engine import notify
+from heartwatch.engine.heartbeat import Heartbeat
+from heartwatch.engine.leader import Leadership
 from heartwatch.engine.scheduler import Scheduler
 from heartwatch.engine.sender import Sender
 from heartwatch.store.choose import MissingDriver, new_store
@@ -114,6 +116,25 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
     scheduler = Scheduler(settings, store, clock, on_alerts=sender.wake)
     hub.ping_listeners.append(scheduler.ping_listener)
     hub.change_listeners.append(scheduler.wake)  # an API change may move a deadline earlier
+    name = f"{socket.gethostname()}:{settings.port} pid {os.getpid()}"
+    heartbeat = (Heartbeat(settings.heartbeat_url, store, clock, lambda: scheduler.last_pass,
+                           lambda: sender.last_pass, name=name) if settings.heartbeat_url else None)
+
+    async def lead() -> None:
+        scheduler.start()
+        sender.start()
+        if heartbeat:
+            heartbeat.start()
+
+    async def follow() -> None:  # the lock is lost: stop alerting at once
+        if heartbeat:
+            await heartbeat.stop()
+        await scheduler.stop()
+        await sender.stop()
+
+    # Of the processes sharing a PostgreSQL database, the one holding the lock runs the scheduler and the sender;
+    # on SQLite this process always does (engine/leader.py).
+    leadership = hub.leadership = Leadership(store.leader_lock(name), lead, follow)
     try:
         _report_bad_targets(settings)
         report = await store.sync_config(settings.checks, clock())
@@ -127,8 +148,8 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         server = _Server(config)
         server.on_listening = lambda: _announce(hub, login=auth is not None)
         _install_reload(hub, scheduler, sender)
-        scheduler.start()
-        sender.start()
+        await leadership.step()  # leads at once if nobody does (always on SQLite)
+        leadership.start()
         _freeze_heap()
         try:
             await server.serve()
@@ -136,6 +157,7 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
             return int(e.code or 1)
         return 0
     finally:
+        await leadership.stop()
         await scheduler.stop()
         await sender.stop()
         await store.close()

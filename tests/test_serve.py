@@ -259,7 +259,9 @@ def test_create_on_a_slug_url(shared: Server) -> None:
 
 
 def test_json_api_and_healthz(shared: Server) -> None:
-    assert HTTP.get(shared.url + "/healthz").json() == {"status": "ok"}
+    health = HTTP.get(shared.url + "/healthz").json()
+    assert (health["status"], health["leading"], health["leader"]) == ("ok", True, health["process"])
+    assert health["process"].endswith(f":{shared.port} pid {shared.proc.pid}")  # type: ignore[union-attr]
     checks = api(shared, "/checks")["checks"]
     slugs = [c["slug"] for c in checks]
     assert slugs == sorted(slugs) and {"backup", "sync", "chain-slug", "errors"} <= set(slugs)

@@ -38,6 +38,11 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._sleep_until: float | None = None
         self._last_now: datetime | None = None
+        #: The longest sleep between passes. 60 s notices a wall-clock jump; a database other processes write
+        #: (PostgreSQL) is looked at every 2 s, as their pings move deadlines this process is not told about.
+        self.max_sleep = 2.0 if store.shared else 60.0
+        #: When the last pass ended (Unix time), for the heartbeat: a scheduler that makes none is stuck.
+        self.last_pass: float | None = None
         self.apply_settings(settings)
 
     def apply_settings(self, settings: Settings) -> None:
@@ -102,10 +107,12 @@ class Scheduler:
                 self._wake.clear()
                 await self.run_due(self.clock())
                 self._sleep_until = await self.store.earliest_deadline()
-                timeout = None if self._sleep_until is None else max(0.0, self._sleep_until - self.clock().timestamp())
+                self.last_pass = self.clock().timestamp()
+                timeout = None if self._sleep_until is None else max(0.0, self._sleep_until - self.last_pass)
             except Exception:  # keep watching: a failed pass (the disk) must not stop every later deadline
                 log.exception("scheduler pass failed; retrying in 5 s")
                 timeout = 5.0
             with contextlib.suppress(TimeoutError):
-                # A long sleep is capped so a wall-clock jump is noticed within a minute.
-                await asyncio.wait_for(self._wake.wait(), min(timeout, 60.0) if timeout is not None else 60.0)
+                # A long sleep is capped so a wall-clock jump is noticed within a minute (see max_sleep).
+                cap = self.max_sleep
+                await asyncio.wait_for(self._wake.wait(), min(timeout, cap) if timeout is not None else cap)

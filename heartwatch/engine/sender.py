@@ -114,6 +114,11 @@ class Sender:
         self._claimed_until = 0.0  # every delivery due by then is claimed (unless capped)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: The longest sleep between claims: on a database other processes write (PostgreSQL), alerts their
+        #: pings wrote are found within 2 s.
+        self.max_sleep = 2.0 if store.shared else 60.0
+        #: When the last pass ended (Unix time), for the heartbeat.
+        self.last_pass: float | None = None
         self.handed_off = 0  # deliveries given to Apprise, for benchmarks
         self.sends = 0  # Apprise calls (a digest is one), for benchmarks
         #: (delivery id, claimed at, handed to Apprise at), as Unix times, of the latest deliveries; the
@@ -294,13 +299,14 @@ class Sender:
                 # Everything due by the claim has been claimed, unless the claim hit its limit (then claim
                 # more soon). A claimed row gets its next attempt time when it is recorded, which wakes us.
                 nxt = await self.store.next_delivery_after(self._claimed_until)
-                now = self.clock().timestamp()
+                now = self.last_pass = self.clock().timestamp()
                 timeout = 0.05 if self._capped else None if nxt is None else max(0.05, nxt - now)
             except Exception:
                 log.exception("sender pass failed; retrying in 5 s")
                 timeout = 5.0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(timeout, 60.0) if timeout is not None else 60.0)
+                cap = self.max_sleep
+                await asyncio.wait_for(self._wake.wait(), min(timeout, cap) if timeout is not None else cap)
 
 
 def _iso(timestamp: float) -> str:

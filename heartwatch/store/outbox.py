@@ -93,6 +93,13 @@ async def next_attempt_after(reader: aiosqlite.Connection, after: float) -> floa
     return row[0] if row else None
 
 
+async def count_due_before(reader: aiosqlite.Connection, before: float) -> int:
+    """Deliveries that have been due since before `before` and are still waiting: the sender's backlog."""
+    async with reader.execute("SELECT count(*) FROM deliveries WHERE next_attempt_at < ?", (before,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 def record_attempts(conn: sqlite3.Connection, attempts: Sequence[Attempt], at: float, ok: bool,
                     error: str | None, back_target: str | None) -> int:
     """Record one attempt per delivery; when `back_target` is given (a retry got through), its other

@@ -15,6 +15,7 @@ The same number is the pages' change version (`change_version`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -27,7 +28,8 @@ import psycopg
 
 from heartwatch.core.model import CheckSpec
 from heartwatch.core.settings import Synchronous
-from heartwatch.store.dialect import PgConnection, PgReader
+from heartwatch.store.base import LeaderLock
+from heartwatch.store.dialect import KEEPALIVES, PgConnection, PgReader
 from heartwatch.store.migrations import MIGRATIONS, migrate
 from heartwatch.store.outbox import AlertPolicy
 from heartwatch.store.sqlite import Store
@@ -47,6 +49,10 @@ PG_MIGRATIONS: list[tuple[int, str, str]] = [
 #: Held (pg_advisory_lock) while a process migrates and reads or makes the ping key: two processes starting at
 #: once on an empty database would otherwise both create the schema.
 SETUP_LOCK = 0x68770001
+#: The leader's advisory lock (session level, on a connection of its own): its holder runs the scheduler and sender.
+LEADER_LOCK = 0x68770002
+#: How long a look at the leader's lock may take before the lock counts as lost.
+LOCK_CHECK_TIMEOUT = 5.0
 _BUMP = "UPDATE writes SET version = version + 1 RETURNING version"
 
 
@@ -142,6 +148,95 @@ class PostgresStore(Store):
             self._pg_reader = None
             self._reader = None
 
+    shared = True
+
+    def leader_lock(self, name: str) -> LeaderLock:
+        return PgLeaderLock(self.url, name)
+
     async def change_version(self) -> int:
         [(version,)] = await self._all("SELECT version FROM writes")
         return int(version)
+
+
+class PgLeaderLock:
+    """The leader's lock: pg_try_advisory_lock on a connection that does nothing else.
+
+    PostgreSQL releases a session's advisory locks when its connection ends, so a leader killed with -9 lets
+    go as soon as its socket closes. A leader cut off by the network is found dead by TCP keepalives set on both
+    sides (about 10 s): the server then ends its session and another process takes the lock, while the cut-off
+    leader's own look at the lock fails (or times out) and it stops leading. The connection's
+    application_name is the process's name, which is how any process tells who leads (`holder`).
+    """
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._held = False
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        conn = self._conn
+        if conn is None or conn.broken or conn.closed:
+            self._held = False
+            conn = self._conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, application_name=self.name[:63], **KEEPALIVES)
+            # The server's side of the keepalives: it ends the session (and frees the lock) of a leader it can no
+            # longer reach in about 10 s, instead of the kernel's two hours.
+            for setting in ("tcp_keepalives_idle = 3", "tcp_keepalives_interval = 2", "tcp_keepalives_count = 3"):
+                await conn.execute(f"SET {setting}")
+        return conn
+
+    async def _drop(self) -> None:
+        self._held = False
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken: closing is all that is left
+                await conn.close()
+
+    async def acquire(self) -> bool:
+        if self._held:
+            return await self.still_held()
+        try:
+            async with asyncio.timeout(LOCK_CHECK_TIMEOUT):
+                conn = await self._connection()
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))
+                row = await cur.fetchone()
+        except (psycopg.Error, OSError, TimeoutError) as e:
+            log.warning("cannot reach PostgreSQL to ask for the leader's lock: %s", str(e).strip())
+            await self._drop()
+            return False
+        self._held = bool(row and row[0])
+        return self._held
+
+    async def still_held(self) -> bool:
+        if not self._held or self._conn is None:
+            return False
+        try:
+            async with asyncio.timeout(LOCK_CHECK_TIMEOUT):
+                cur = await self._conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid::bigint = %s AND granted"
+                    " AND pid = pg_backend_pid()", (LEADER_LOCK & 0xFFFFFFFF,))
+                row = await cur.fetchone()
+        except (psycopg.Error, OSError, TimeoutError) as e:
+            log.warning("lost the connection holding the leader's lock: %s", str(e).strip() or type(e).__name__)
+            await self._drop()
+            return False
+        self._held = bool(row and row[0])
+        return self._held
+
+    async def holder(self) -> str | None:
+        try:
+            async with asyncio.timeout(LOCK_CHECK_TIMEOUT):
+                conn = await self._connection()
+                cur = await conn.execute(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.objid::bigint = %s AND l.granted"
+                    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    (LEADER_LOCK & 0xFFFFFFFF,))
+                row = await cur.fetchone()
+        except (psycopg.Error, OSError, TimeoutError):
+            await self._drop()
+            return None
+        return str(row[0]) if row else None
+
+    async def release(self) -> None:
+        await self._drop()  # the session ends, and with it the lock

@@ -519,6 +519,10 @@ class Store(SqliteReads):
     async def next_delivery_after(self, after: float) -> float | None:
         return await outbox.next_attempt_after(self.reader, after)
 
+    async def deliveries_due_before(self, before: float) -> int:
+        """How many deliveries have waited since before `before` (Unix time): a backlog the heartbeat reports."""
+        return await outbox.count_due_before(self.reader, before)
+
     async def record_attempts(self, attempts: list[Attempt], at: float, ok: bool, error: str | None,
                               back_target: str | None) -> int:
         """Record one send's attempts in one transaction; returns how many waiting deliveries were made due."""

@@ -13,12 +13,14 @@ from starlette.routing import BaseRoute, Route
 from heartwatch.web import api, api_write, login, manage, metrics, openapi, pages, ping_view
 from heartwatch.web.auth import Auth, AuthGate, secure_cookie_for
 from heartwatch.web.hub import Hub, hub_of
+from heartwatch.web.render import templates
 from heartwatch.web.security import HEADERS, SecurityHeaders
 
 
 async def healthz(request: Request) -> Response:
-    healthy = await hub_of(request).store.is_healthy()
-    return JSONResponse({"status": "ok" if healthy else "degraded"})
+    hub = hub_of(request)
+    healthy = await hub.store.is_healthy()
+    return JSONResponse({"status": "ok" if healthy else "degraded", **hub.leader()})
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -55,6 +57,8 @@ def create_app(hub: Hub, extra_routes: list[BaseRoute] | None = None, auth: Auth
         middleware.append(Middleware(AuthGate, auth=auth, tokens=hub.settings.api_tokens))
     app = Starlette(routes=routes, exception_handlers={404: not_found, 500: server_error}, middleware=middleware)
     app.state.hub = hub
+    # One app per process: its footer says which process leads (empty on SQLite, where there is only one).
+    templates.globals["leader_note"] = hub.leader_note
     app.state.auth = auth
     app.state.login_limiter = login.login_limiter()
     # Pings are counted as they are stored: the events table is pruned, so it cannot count them later.

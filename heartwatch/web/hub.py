@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from heartwatch.clock import Clock, system_clock
 from heartwatch.config import Settings
+from heartwatch.engine.leader import Leadership
 from heartwatch.store.sqlite import PingResult, Store
 
 
@@ -22,6 +23,24 @@ class Hub:
     #: Called after a check is created, changed, archived, paused or resumed through the API (the scheduler
     #: wakes: a deadline may have moved earlier).
     change_listeners: list[Callable[[], None]] = field(default_factory=list)
+    #: Which process runs the scheduler and the sender (server.py sets it); None in tests of the app alone.
+    leadership: Leadership | None = None
+
+    def leader(self) -> dict[str, object]:
+        """This process and who leads, for /healthz."""
+        lead = self.leadership
+        if lead is None:
+            return {}
+        return {"process": lead.name, "leading": lead.leading, "leader": lead.known_holder}
+
+    def leader_note(self) -> str:
+        """The pages' footer line: only where several processes share the database (PostgreSQL)."""
+        lead = self.leadership
+        if lead is None or not self.store.shared:
+            return ""
+        if lead.leading:
+            return f"This process ({lead.name}) leads: it runs the scheduler and sends the alerts."
+        return f"This is {lead.name}; {lead.known_holder or 'no process'} leads (scheduler and alerts)."
 
     def ping_url(self, uuid: str) -> str:
         return f"{self.settings.public_url}/ping/{uuid}"

@@ -305,7 +305,12 @@ PATHS: dict[str, Any] = {
     "/healthz": {
         "get": {"tags": ["meta"], "operationId": "healthz", "summary": "Liveness: the database answers",
                 "responses": {"200": _json({"type": "object", "required": ["status"], "properties": {
-                    "status": {"type": "string", "enum": ["ok", "degraded"]}}}, "Health")}},
+                    "status": {"type": "string", "enum": ["ok", "degraded"]},
+                    "process": {"type": "string", "description": "This process: host:port pid N"},
+                    "leading": {"type": "boolean",
+                                "description": "Whether this process runs the scheduler and the sender"},
+                    "leader": _nullable({"type": "string", "description": "The process that does"})}},
+                    "Health")}},
     },
 }
 

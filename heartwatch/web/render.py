@@ -64,6 +64,7 @@ templates.globals.update(
     session=auth.session,  # the logged-in session (for the logout form), None without a login
     strip_runs=page_data.STRIP_RUNS,
     editing_off=EDITING_OFF, config_check=CONFIG_CHECK,
+    leader_note=lambda: "",  # create_app installs its hub's: which process leads, where several share a database
 )
 
 Context = Mapping[str, Any]
