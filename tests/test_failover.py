@@ -134,3 +134,26 @@ def events(server: Server, slug: str) -> list[dict[str, Any]]:
     rows = server.query("SELECT e.body FROM events e JOIN checks c ON c.id = e.check_id WHERE c.slug = ?"
                         " AND e.kind = 'log'", slug)
     return [{"body": r[0]} for r in rows]
+
+
+def test_a_leader_that_loses_its_lock_stops_leading_and_one_process_leads_again(
+        pair: tuple[Server, Server], pg_cluster: Cluster) -> None:
+    a, b = pair
+    leader = health(a)["process"]
+    # PostgreSQL ends the session holding the lock, as it does for a leader it can no longer reach.
+    [(ended,)] = a.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ?",
+                         leader)
+    assert ended == 1
+    wait_for(lambda: "lost the leader's lock" in a.log(), 5, "the leader to notice")
+    wait_for(lambda: [health(s)["leading"] for s in (a, b)].count(True) == 1, TAKEOVER, "one leader again")
+    assert "scheduler and sender stopped" in a.log()
+
+
+def test_a_reload_on_one_process_reaches_the_other(pair: tuple[Server, Server]) -> None:
+    a, b = pair
+    a.config_path.write_text(a.config_path.read_text() + '\n[checks.nightly]\nschedule = "0 3 * * *"\n')
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "config reloaded" in a.log(), 10, "the reload")
+    assert [c["slug"] for c in b.api("/checks")["checks"] if c["slug"] == "nightly"] == ["nightly"]
+    assert hit(b.slug_url("nightly", "/start")).status_code == 200
