@@ -104,6 +104,17 @@ async def test_a_failing_operation_does_not_lose_the_rest_of_its_batch(store: St
     assert after.outcome is PingOutcome.RECORDED
 
 
+async def test_a_failure_whose_output_holds_nul_bytes_is_stored_and_alerted(store: Store) -> None:
+    # PostgreSQL's text cannot hold NUL: the output is kept as bytes, and the alert quoting it reads U+FFFD there.
+    check = await add_check(store, "job", period=timedelta(hours=1))
+    result = await store.record_ping(*ping_of(check, PingKind.FAIL, body=b"tar: \x00\x00 binary junk"))
+    assert result.outcome is PingOutcome.RECORDED and result.alerts == 1
+    [event] = await store.events(check.id)
+    assert event["body"] == b"tar: \x00\x00 binary junk"
+    [alert] = await store.alerts(check.id)
+    assert "binary junk" in alert.body
+
+
 async def test_unknown_check_is_not_found_and_stores_nothing(store: Store) -> None:
     req = PingRequest(kind=PingKind.START, uuid="00000000-0000-0000-0000-000000000000")
     result = await store.record_ping(req, Ping(kind=PingKind.START, at=T0))

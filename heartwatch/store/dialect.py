@@ -78,6 +78,12 @@ def _translate(sql: str, with_params: bool) -> tuple[str, bool]:
     return s, returning
 
 
+def without_nul(params: Sequence[Any]) -> list[Any]:
+    """The parameters, with NUL characters in text replaced (U+FFFD): PostgreSQL's text cannot hold them, and a
+    job's output quoted in an alert may (bytes columns keep them)."""
+    return [p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params]
+
+
 class PgCursor:
     """What the store's code uses of a sqlite3 cursor: iteration, fetchone, fetchall, rowcount, lastrowid."""
 
@@ -115,12 +121,12 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         query, returning = translate(sql, bool(params))
-        return PgCursor(self.raw.execute(query, list(params) if params else None), returning)
+        return PgCursor(self.raw.execute(query, without_nul(params) if params else None), returning)
 
     def executemany(self, sql: str, rows: Any) -> PgCursor:
         query, _ = translate(sql, True)
         cur = self.raw.cursor()
-        rows = list(rows)
+        rows = [without_nul(row) for row in rows]
         if rows:
             cur.executemany(query.removesuffix(" RETURNING id"), rows)
         return PgCursor(cur, False)
@@ -153,7 +159,7 @@ class _Query:
     async def _run(self) -> psycopg.AsyncCursor[Any]:
         query, _ = translate(self._sql, bool(self._params))
         conn = await self._reader.connection()
-        return await conn.execute(query, list(self._params) if self._params else None)
+        return await conn.execute(query, without_nul(self._params) if self._params else None)
 
     def __await__(self) -> Generator[Any, None, psycopg.AsyncCursor[Any]]:
         return self._run().__await__()
