@@ -33,7 +33,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> f
     raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
-def heartwatch(config: Path, db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def heartwatch(config: Path, db: Path | str, port: int, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "heartwatch", "serve", "--config", str(config), "--db", str(db),
                              "--port", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
 

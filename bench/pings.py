@@ -4,6 +4,12 @@ endpoint that only answers "OK", driven by the same load generator at several co
     .venv/bin/python bench/pings.py [--seconds 5] [--checks 100] [--concurrency 1,16,64]
 
 Afterwards it checks that heartwatch stored exactly the pings it answered.
+
+    .venv/bin/python bench/pings.py --stores postgresql://postgres@127.0.0.1:5432/postgres [--concurrency 16]
+
+compares the stores instead, interleaved in one run: SQLite, PostgreSQL with one heartwatch process, and
+PostgreSQL with two processes on one database (the load split evenly between them). The URL names a server
+where the benchmark may create (and drop) the databases hw_bench_1 and hw_bench_2.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,8 +39,12 @@ def main() -> int:
     ap.add_argument("--synchronous", choices=["normal", "full"], default="normal")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per concurrency, heartwatch and bare interleaved; the median-ratio pair is shown")
+    ap.add_argument("--stores", metavar="POSTGRESQL_URL",
+                    help="compare SQLite, PostgreSQL and PostgreSQL with two processes instead of the bare endpoint")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    if args.stores:
+        return compare_stores(args.stores, levels, args.seconds, args.checks, args.repeat)
 
     tmp = Path(tempfile.mkdtemp(prefix="hw-bench-"))
     slugs = [f"job-{i:03d}" for i in range(args.checks)]
@@ -91,6 +102,85 @@ def main() -> int:
           f"   -> {'OK' if ok and integrity == 'ok' else 'MISMATCH'}"
           + (f" (in flight at cut-off: {stored - answered})" if stored != answered else ""))
     return 0 if ok and integrity == "ok" else 1
+
+
+def compare_stores(admin_url: str, levels: list[int], seconds: float, checks: int, repeat: int) -> int:
+    import psycopg
+
+    tmp = Path(tempfile.mkdtemp(prefix="hw-bench-"))
+    slugs = [f"job-{i:03d}" for i in range(checks)]
+    config = tmp / "heartwatch.toml"
+    config.write_text(f'[server]\nping_key = "{KEY}"\nretention = 10000000\n\n'
+                      + "".join(f'[checks.{s}]\nsteps = ["dump", "upload", "verify"]\n\n' for s in slugs))
+    base = admin_url.rsplit("/", 1)[0]
+    urls = []
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        for n in (1, 2):
+            admin.execute(f"DROP DATABASE IF EXISTS hw_bench_{n}")
+            admin.execute(f"CREATE DATABASE hw_bench_{n}")
+            urls.append(f"{base}/hw_bench_{n}")
+    setups: dict[str, list[str | Path]] = {"SQLite": [tmp / "hw.db"], "PostgreSQL, 1 process": [urls[0]],
+                                           "PostgreSQL, 2 processes": [urls[1], urls[1]]}
+    procs: dict[str, list[tuple[subprocess.Popen[bytes], int]]] = {}
+    paths = loadgen.paths(f"/ping/{KEY}", slugs)
+    answered = dict.fromkeys(setups, 0)
+    table = []
+    gen = ""
+    try:
+        for name, dbs in setups.items():
+            procs[name] = []
+            for i, db in enumerate(dbs):
+                port = free_port()
+                p = heartwatch(config, db, port, tmp / f"{name.split(',')[0]}-{len(procs[name])}.log")
+                wait_http(f"http://127.0.0.1:{port}/healthz", p)
+                procs[name].append((p, port))
+                if i == 0 and len(dbs) > 1:
+                    time.sleep(1)  # the first one leads: started alone, so the second does not race it for the lock
+        for c in levels:
+            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
+            for _ in range(repeat):
+                for name, servers in procs.items():
+                    gen, rps, p99, ok = measure_split(servers, paths, c, seconds)
+                    answered[name] += ok
+                    runs[name].append((rps, p99))
+            for name, results in runs.items():
+                results.sort()
+                rps, p99 = results[len(results) // 2]
+                table.append((c, name, rps, p99, [r for r, _ in results]))
+    finally:
+        for servers in procs.values():
+            for p, _ in servers:
+                stop(p)
+    stored = {"SQLite": sqlite3.connect(tmp / "hw.db").execute("SELECT COUNT(*) FROM events").fetchone()[0]}
+    for name, url in (("PostgreSQL, 1 process", urls[0]), ("PostgreSQL, 2 processes", urls[1])):
+        with psycopg.connect(url) as conn:
+            stored[name] = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]  # type: ignore[index]
+    print(f"\nheartwatch ping throughput by store — {platform.machine()}, {_cpus()} CPUs, Python"
+          f" {platform.python_version()}, load generator: {gen}, {seconds:g}s per run, {checks} checks,"
+          f" median of {repeat} interleaved runs; PostgreSQL on the same machine\n")
+    print(f"{'conc':>4} | {'store':<24} | {'pings/s':>8} {'p99 ms':>7} | all runs (pings/s)")
+    print("-" * 80)
+    for c, name, rps, p99, all_rps in table:
+        print(f"{c:>4} | {name:<24} | {rps:>8,.0f} {p99:>7.2f} | {', '.join(f'{r:,.0f}' for r in all_rps)}")
+    # wrk stops mid-flight: up to one request per connection may be stored but never counted as answered.
+    slack = {n: sum(max(1, c // len(dbs)) * len(dbs) for c in levels) * repeat for n, dbs in setups.items()}
+    good = all(answered[n] <= stored[n] <= answered[n] + slack[n] for n in setups)
+    print("\n" + "   ".join(f"{n}: answered {answered[n]:,}, stored {stored[n]:,}" for n in setups)
+          + f"   -> {'OK' if good else 'MISMATCH'}")
+    return 0 if good else 1
+
+
+def measure_split(servers: list[tuple[subprocess.Popen[bytes], int]], paths: list[str], conc: int, seconds: float
+                  ) -> tuple[str, float, float, int]:
+    """The load split evenly over the servers, at once: total answers per second, worst p99, answered ok."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    share = max(1, conc // len(servers))
+    with ThreadPoolExecutor(len(servers)) as pool:
+        results = list(pool.map(lambda s: loadgen.run(f"http://127.0.0.1:{s[1]}", paths, share, seconds), servers))
+    gen = results[0][0]
+    return (gen, sum(r.requests for _, r in results) / max(r.seconds for _, r in results),
+            max(r.p99_ms for _, r in results), sum(r.ok for _, r in results))
 
 
 def measure(proc: subprocess.Popen[bytes], base: str, paths: list[str], conc: int, seconds: float

@@ -19,6 +19,7 @@ query of the store on both databases.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
@@ -87,8 +88,9 @@ def without_nul(params: Sequence[Any]) -> list[Any]:
 class PgCursor:
     """What the store's code uses of a sqlite3 cursor: iteration, fetchone, fetchall, rowcount, lastrowid."""
 
-    def __init__(self, cur: psycopg.Cursor[Any], returning: bool) -> None:
+    def __init__(self, cur: psycopg.Cursor[Any], returning: bool, pipeline: psycopg.Pipeline | None = None) -> None:
         self._cur = cur
+        self._pipeline = pipeline
         self.lastrowid: int | None = None
         if returning:
             row = cur.fetchone()
@@ -96,6 +98,8 @@ class PgCursor:
 
     @property
     def rowcount(self) -> int:
+        if self._pipeline is not None:
+            self._pipeline.sync()  # in pipeline mode the count is known once the answers are in
         return self._cur.rowcount
 
     def fetchone(self) -> Any:
@@ -114,6 +118,17 @@ class PgConnection:
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self._pipeline: psycopg.Pipeline | None = None
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Statements in pipeline mode until the block ends (store/postgres.py's write transactions)."""
+        with self.raw.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
 
     @classmethod
     def connect(cls, url: str, application_name: str = "heartwatch") -> PgConnection:
@@ -121,7 +136,7 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         query, returning = translate(sql, bool(params))
-        return PgCursor(self.raw.execute(query, without_nul(params) if params else None), returning)
+        return PgCursor(self.raw.execute(query, without_nul(params) if params else None), returning, self._pipeline)
 
     def executemany(self, sql: str, rows: Any) -> PgCursor:
         query, _ = translate(sql, True)

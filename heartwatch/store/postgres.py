@@ -65,16 +65,23 @@ class PgWriter(Writer):
     a reconnect after the connection broke, and the version row (module docstring)."""
 
     def __init__(self, url: str, on_failure: Callable[[sqlite3.Connection], None],
-                 on_stale: Callable[[sqlite3.Connection], None]) -> None:
+                 on_stale: Callable[[sqlite3.Connection], None], synchronous: Synchronous = Synchronous.NORMAL) -> None:
         super().__init__(Path(os.devnull), on_failure=on_failure)
         self._url = url
+        self._durable = Synchronous(synchronous) is Synchronous.FULL
         self._inline = False
         self._on_stale = on_stale
         self.seen: int | None = None  # the version after our last commit; None: reload before the next batch
         self.reloads = 0
 
     def _connect(self) -> sqlite3.Connection:
-        return cast(sqlite3.Connection, PgConnection.connect(self._url, "heartwatch-writer"))
+        conn = PgConnection.connect(self._url, "heartwatch-writer")
+        # `synchronous` means on PostgreSQL what it means on SQLite. normal: a commit is answered once PostgreSQL
+        # has it, before its WAL reaches the disk, so an answered ping survives any crash of heartwatch, and a
+        # crash of PostgreSQL's machine may lose the last moments (at most 3 x wal_writer_delay), never its
+        # consistency. full: each commit waits for the disk (and for synchronous replicas, where configured).
+        conn.execute(f"SET synchronous_commit = {'on' if self._durable else 'off'}")
+        return cast(sqlite3.Connection, conn)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -88,14 +95,17 @@ class PgWriter(Writer):
             self._conn = self._connect()
             conn = cast(PgConnection, self._conn)
         db = cast(sqlite3.Connection, conn)
-        conn.execute("BEGIN")
         try:
-            [(version,)] = conn.execute(_BUMP)
-            if self.seen is None or version != self.seen + 1:
-                self.reloads += 1
-                self._on_stale(db)  # another process wrote: what we hold in memory may be stale
-            values = [op(db) for op in ops]
-            conn.execute("COMMIT")
+            # Pipeline mode: statements whose results nobody reads (most of a ping's) go without waiting for
+            # their answers; reading a result (a new row's id, a rowcount) waits for what was sent before it.
+            with conn.pipelined():
+                conn.execute("BEGIN")
+                [(version,)] = conn.execute(_BUMP)
+                if self.seen is None or version != self.seen + 1:
+                    self.reloads += 1
+                    self._on_stale(db)  # another process wrote: what we hold in memory may be stale
+                values = [op(db) for op in ops]
+                conn.execute("COMMIT")
             self.seen = version
             return values
         except BaseException:
@@ -114,7 +124,7 @@ class PostgresStore(Store):
                  policy: AlertPolicy | None = None) -> None:
         super().__init__(Path(os.devnull), retention=retention, synchronous=synchronous, policy=policy)
         self.url = url
-        self.writer = PgWriter(url, on_failure=self._load_state, on_stale=self._load_state)
+        self.writer = PgWriter(url, on_failure=self._load_state, on_stale=self._load_state, synchronous=synchronous)
         self._pg_reader: PgReader | None = None
 
     async def open(self, ping_key: str | None = None, specs: Mapping[str, CheckSpec] | None = None) -> None:

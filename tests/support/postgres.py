@@ -69,16 +69,17 @@ class Cluster:
         user = self._user
         return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": str(self.folder)}
 
-    def start(self) -> None:
+    def start(self, durable: bool = False) -> None:
+        """`durable`: PostgreSQL's defaults (fsync, synchronous commit), for benchmarks; tests skip the fsyncs."""
         subprocess.run([str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
                         "--no-sync", "-E", "UTF8", "--locale", "C"],
                        check=True, capture_output=True, **self._as_owner())  # type: ignore[call-overload]
         log = (self.folder / "postgres.log").open("ab")
         # fsync off: a test cluster need not survive a power cut, and it makes each commit cheap on a shared VM.
+        fast = [] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         self.proc = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", str(self.folder), "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+             "-k", str(self.folder), *fast, "-c", "max_connections=200"],
             stdout=log, stderr=subprocess.STDOUT, **self._as_owner())  # type: ignore[call-overload]
         wait_for(self._accepts, 30, "the test PostgreSQL to start")
 
