@@ -157,3 +157,31 @@ def test_a_reload_on_one_process_reaches_the_other(pair: tuple[Server, Server]) 
     wait_for(lambda: "config reloaded" in a.log(), 10, "the reload")
     assert [c["slug"] for c in b.api("/checks")["checks"] if c["slug"] == "nightly"] == ["nightly"]
     assert hit(b.slug_url("nightly", "/start")).status_code == 200
+
+
+def test_while_postgresql_is_away_pings_are_refused_and_after_it_returns_all_goes_on(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    cluster = Cluster()  # a cluster of its own: the session's stays up for the other tests
+    cluster.start()
+    try:
+        config = tmp_path / "heartwatch.toml"
+        config.write_text('[checks.job]\nperiod = "1d"\n')
+        server = Server(config, tmp_path / "hw.db", db_url=cluster.new_database())
+        server.start()
+        try:
+            assert hit(server.slug_url("job", "/start")).status_code == 200
+            cluster.halt()
+            refused = hit(server.slug_url("job"))
+            assert (refused.status_code, refused.text) == (503, "could not store the ping; try again")
+            assert health(server)["status"] == "degraded"
+            page = server.get("/")
+            assert (page.status_code, page.text) == (503, "the database is unavailable; try again")
+            wait_for(lambda: "lost the leader's lock" in server.log(), 5, "the leader to notice")
+            cluster.run()
+            assert hit(server.slug_url("job")).status_code == 200  # the connections are made again
+            wait_for(lambda: health(server)["leading"], TAKEOVER, "the process to lead again")
+            assert [r["state"] for r in server.api("/checks/job/runs")["runs"]] == ["ok"]
+        finally:
+            server.stop()
+    finally:
+        cluster.stop()

@@ -119,6 +119,7 @@ class PostgresStore(Store):
     """Store (store/sqlite.py) on a PostgreSQL database given by its URL."""
 
     WRITE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, RuntimeError)
+    UNAVAILABLE: tuple[type[Exception], ...] = (psycopg.OperationalError,)
 
     def __init__(self, url: str, retention: int = 1000, synchronous: Synchronous = Synchronous.NORMAL,
                  policy: AlertPolicy | None = None) -> None:
@@ -163,6 +164,12 @@ class PostgresStore(Store):
     def leader_lock(self, name: str) -> LeaderLock:
         return PgLeaderLock(self.url, name)
 
+    async def is_healthy(self) -> bool:
+        try:
+            return await super().is_healthy()
+        except self.UNAVAILABLE:
+            return False
+
     async def change_version(self) -> int:
         [(version,)] = await self._all("SELECT version FROM writes")
         return int(version)
@@ -182,6 +189,7 @@ class PgLeaderLock:
         self.url, self.name = url, name
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._held = False
+        self._unreachable = False  # said once per outage, not at every look
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         conn = self._conn
@@ -211,9 +219,13 @@ class PgLeaderLock:
                 cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))
                 row = await cur.fetchone()
         except (psycopg.Error, OSError, TimeoutError) as e:
-            log.warning("cannot reach PostgreSQL to ask for the leader's lock: %s", str(e).strip())
+            if not self._unreachable:
+                log.warning("cannot reach PostgreSQL to ask for the leader's lock (asking again every second): %s",
+                            str(e).strip() or type(e).__name__)
+            self._unreachable = True
             await self._drop()
             return False
+        self._unreachable = False
         self._held = bool(row and row[0])
         return self._held
 

@@ -73,6 +73,9 @@ class Store(SqliteReads):
     #: What a write raises when the database refused it (disk full, I/O error) or the store is closing: callers
     #: answer "try again" for these and nothing else, without knowing which database is behind the store.
     WRITE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, RuntimeError)
+    #: What any read or write raises while the database server is out of reach: pages and the API answer 503.
+    #: None on SQLite, where the database is a file of this process.
+    UNAVAILABLE: tuple[type[Exception], ...] = ()
 
     def __init__(self, path: Path, retention: int = 1000, synchronous: Synchronous = Synchronous.NORMAL,
                  policy: AlertPolicy | None = None) -> None:

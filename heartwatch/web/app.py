@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -25,6 +26,11 @@ async def healthz(request: Request) -> Response:
 
 async def not_found(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("not found", 404)
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    # PostgreSQL out of reach (store.UNAVAILABLE): nothing to show until it is back; the log has the reason.
+    return PlainTextResponse("the database is unavailable; try again", 503, headers=HEADERS)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -55,7 +61,9 @@ def create_app(hub: Hub, extra_routes: list[BaseRoute] | None = None, auth: Auth
     middleware = [Middleware(ping_view.PingEndpoint, hub=hub), Middleware(SecurityHeaders)]
     if auth is not None:
         middleware.append(Middleware(AuthGate, auth=auth, tokens=hub.settings.api_tokens))
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 500: server_error}, middleware=middleware)
+    handlers: dict[Any, Any] = {404: not_found, 500: server_error}
+    handlers.update(dict.fromkeys(hub.store.UNAVAILABLE, unavailable))
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.hub = hub
     # One app per process: its footer says which process leads (empty on SQLite, where there is only one).
     templates.globals["leader_note"] = hub.leader_note

@@ -13,6 +13,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -74,9 +75,15 @@ class Cluster:
         subprocess.run([str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
                         "--no-sync", "-E", "UTF8", "--locale", "C"],
                        check=True, capture_output=True, **self._as_owner())  # type: ignore[call-overload]
+        self._durable = durable
+        self.run()
+
+    def run(self) -> None:
+        """Start postgres on the cluster's folder and port (again, after `halt`)."""
         log = (self.folder / "postgres.log").open("ab")
         # fsync off: a test cluster need not survive a power cut, and it makes each commit cheap on a shared VM.
-        fast = [] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        fast = [] if self._durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                         "-c", "full_page_writes=off"]
         self.proc = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
              "-k", str(self.folder), *fast, "-c", "max_connections=200"],
@@ -107,12 +114,16 @@ class Cluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop postgres (fast shutdown: its clients are disconnected), keeping the cluster for `run`."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # smart shutdown would wait for clients; SIGTERM is postgres' fast shutdown
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown: SIGTERM's smart one would wait for the clients
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.folder, ignore_errors=True)
