@@ -103,7 +103,8 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         click.echo(f"heartwatch: {e}", err=True)
         return 1
     except unopenable as e:
-        click.echo(f"heartwatch: cannot open the database {redact_db(settings.db)}: {str(e).strip()}", err=True)
+        reason = " ".join(str(e).split())  # psycopg's messages run over several lines
+        click.echo(f"heartwatch: cannot open the database {redact_db(settings.db)}: {reason}", err=True)
         return 1
     auth = None
     if settings.web_password:

@@ -6,7 +6,10 @@ Needs PostgreSQL (tests/support/postgres.py); skips, saying why, without it.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.ports import free_port
 from support.postgres import Cluster
 from support.receivers import HttpReceiver
 from support.server import Server
@@ -185,3 +189,15 @@ def test_while_postgresql_is_away_pings_are_refused_and_after_it_returns_all_goe
             server.stop()
     finally:
         cluster.stop()
+
+
+def test_serve_on_a_postgresql_it_cannot_reach_exits_1_with_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://hw:s3cret@127.0.0.1:{free_port()}/heartwatch"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTWATCH_")}
+    proc = subprocess.run([sys.executable, "-m", "heartwatch", "serve", "--db", url, "--port", str(free_port())],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("heartwatch: cannot open the database postgresql://hw:***@127.0.0.1:")
+    assert "s3cret" not in proc.stderr + proc.stdout and "Connection refused" in line
+    assert list(tmp_path.iterdir()) == []  # no SQLite file named after the URL

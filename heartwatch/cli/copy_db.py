@@ -39,6 +39,6 @@ def copy_db_cmd(source: str, target: str, force: bool) -> None:
         click.echo(f"heartwatch: copy-db: {e}", err=True)
         sys.exit(EXIT_CONFIG if isinstance(e, NotEmpty) else 1)
     except errors as e:
-        click.echo(f"heartwatch: copy-db: nothing copied: {str(e).strip()}", err=True)
+        click.echo(f"heartwatch: copy-db: nothing copied: {' '.join(str(e).split())}", err=True)
         sys.exit(1)
     click.echo(f"heartwatch: {report}")
