@@ -1,9 +1,10 @@
 """Pings per second: heartwatch (durable, every ping committed before the answer) against a bare Starlette
 endpoint that only answers "OK", driven by the same load generator at several concurrencies.
 
-    .venv/bin/python bench/pings.py [--seconds 5] [--checks 100] [--concurrency 1,16,64]
+    .venv/bin/python bench/pings.py [--seconds 5] [--checks 100] [--concurrency 1,16,64] [--db postgresql://...]
 
-Afterwards it checks that heartwatch stored exactly the pings it answered.
+Afterwards it checks that heartwatch stored exactly the pings it answered. `--db` runs heartwatch on that
+PostgreSQL database instead of a temporary SQLite file.
 
     .venv/bin/python bench/pings.py --stores postgresql://postgres@127.0.0.1:5432/postgres [--concurrency 16]
 
@@ -39,6 +40,7 @@ def main() -> int:
     ap.add_argument("--synchronous", choices=["normal", "full"], default="normal")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per concurrency, heartwatch and bare interleaved; the median-ratio pair is shown")
+    ap.add_argument("--db", metavar="POSTGRESQL_URL", help="run heartwatch on this PostgreSQL database")
     ap.add_argument("--stores", metavar="POSTGRESQL_URL",
                     help="compare SQLite, PostgreSQL and PostgreSQL with two processes instead of the bare endpoint")
     args = ap.parse_args()
@@ -53,7 +55,8 @@ def main() -> int:
         f'[server]\nping_key = "{KEY}"\nretention = 10000000\nsynchronous = "{args.synchronous}"\n\n'
         + "".join(f'[checks.{s}]\nsteps = ["dump", "upload", "verify"]\n\n' for s in slugs))
     hw_port, bare_port = free_port(), free_port()
-    hw = heartwatch(config, tmp / "hw.db", hw_port, tmp / "hw.log")
+    before = pg_events(args.db) if args.db else 0
+    hw = heartwatch(config, args.db or tmp / "hw.db", hw_port, tmp / "hw.log")
     bare = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bare_app.py"), str(bare_port)])
     rows = []
     answered = 0
@@ -79,15 +82,18 @@ def main() -> int:
         stop(hw)
         stop(bare)
 
-    db = sqlite3.connect(tmp / "hw.db")
-    stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-    integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+    if args.db:
+        stored, integrity = pg_events(args.db) - before, "ok"  # PostgreSQL checks its own pages
+    else:
+        db = sqlite3.connect(tmp / "hw.db")
+        stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
     synchronous = args.synchronous
 
     print(f"\nheartwatch ping throughput — {platform.machine()}, {_cpus()} CPUs,"
           f" Python {platform.python_version()},"
           f" load generator: {gen}, {args.seconds:g}s per run, {args.checks} checks,"
-          f" SQLite synchronous={synchronous}\n")
+          f" {'PostgreSQL' if args.db else 'SQLite'} synchronous={synchronous}\n")
     print(f"{'conc':>4} | {'heartwatch req/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} |"
           f" {'bare req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} | {'ratio':>5}")
     print("-" * 110)
@@ -102,6 +108,17 @@ def main() -> int:
           f"   -> {'OK' if ok and integrity == 'ok' else 'MISMATCH'}"
           + (f" (in flight at cut-off: {stored - answered})" if stored != answered else ""))
     return 0 if ok and integrity == "ok" else 1
+
+
+def pg_events(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        try:
+            row = conn.execute("SELECT COUNT(*) FROM events").fetchone()
+        except psycopg.errors.UndefinedTable:  # a new database: heartwatch makes its tables at start
+            return 0
+    return int(row[0]) if row else 0
 
 
 def compare_stores(admin_url: str, levels: list[int], seconds: float, checks: int, repeat: int) -> int:
