@@ -114,7 +114,7 @@ def parse_db(text: str) -> Path | str:
 
 def redact_db(db: Path | str) -> str:
     """The database as the log and the start-up lines show it: a URL's password left out."""
-    if not is_database_url(db):
+    if "://" not in str(db):
         return str(db)
     scheme, _, rest = str(db).partition("://")
     userinfo, at, host = rest.rpartition("@")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from heartwatch.config import ConfigError, Settings, load_settings, parse_db
+from heartwatch.config import ConfigError, Settings, load_settings, parse_db, redact_db
 
 #: Exit status for a startup failure the user can fix (bad config, bad flag), like click's usage errors.
 EXIT_CONFIG = 2
@@ -35,5 +35,5 @@ def db_flag(db: str | None) -> Path | str | None:
     try:
         return parse_db(db)
     except ValueError as e:
-        click.echo(f"heartwatch: --db {db!r}: {e}", err=True)
+        click.echo(f"heartwatch: --db {redact_db(db)!r}: {e}", err=True)
         sys.exit(EXIT_CONFIG)
