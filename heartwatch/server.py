@@ -150,7 +150,8 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
         server.on_listening = lambda: _announce(hub, login=auth is not None)
         _install_reload(hub, scheduler, sender)
         await leadership.step()  # leads at once if nobody does (always on SQLite)
-        leadership.start()
+        if store.shared:  # on SQLite nobody else can take the lead: nothing to look at every second
+            leadership.start()
         _freeze_heap()
         try:
             await server.serve()
