@@ -94,6 +94,9 @@ class Store(SqliteReads):
         # Specs the stored checks are expected to have (the config's): a stored check whose text matches one
         # shares that object instead of decoding its JSON, which is most of a restart with 100,000 checks.
         self._known_specs: Mapping[str, CheckSpec] = {}
+        # Config checks stored in an older spelling (a setting added since): rewritten by the next sync_config, so
+        # the next start shares the config's specs again instead of decoding every row.
+        self._old_text: set[str] = set()
         self._read_ahead: list[Check] | None = None  # the checks, read while quick_check ran
 
     @property
@@ -200,7 +203,10 @@ class Store(SqliteReads):
             spec = known.get(row[2])
             if spec is not None and encode(spec) != row[3]:
                 spec = None  # changed in the config: decoded from the row; sync_config will update it
-            checks.append(codec.check_from_row(row, spec))
+            check = codec.check_from_row(row, spec)
+            if spec is None and known.get(row[2]) == check.spec:
+                self._old_text.add(check.slug)
+            checks.append(check)
         return checks
 
     def _load_state(self, conn: sqlite3.Connection) -> None:
@@ -295,6 +301,9 @@ class Store(SqliteReads):
                 elif existing.spec != spec or existing.source is not CheckSource.CONFIG or existing.archived:
                     changed.append((existing, spec))
                     report.updated.append(slug)
+                elif slug in self._old_text:  # the same settings, stored in an older spelling: not a change
+                    conn.execute("UPDATE checks SET spec = ? WHERE id = ?", (codec.spec_to_json(spec), existing.id))
+            self._old_text.clear()
             if report.created:
                 self._insert_checks(conn, [specs[slug] for slug in report.created], CheckSource.CONFIG, now)
             for existing, spec in changed:
