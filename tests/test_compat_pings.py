@@ -101,6 +101,9 @@ def test_cronitor_refusals(server: Server) -> None:
     assert r.status_code == 400 and r.text == "bad state: use run, complete, ok or fail"
     assert httpx.get(f"{base}/cronitor-job?state=fail&status_code=300").status_code == 400
     assert httpx.get(f"{base}/cronitor-job?state=run&series=bad%20rid").status_code == 400
+    # As on /ping/<key>/<slug>, create=1 makes the check (Cronitor makes monitors on first use).
+    r = httpx.get(f"{base}/made-by-cronitor?state=run&create=1&schedule=1h")
+    assert (r.status_code, r.text) == (200, "") and server.api("/checks/made-by-cronitor")["period"] == "1h"
 
 
 # --- the URL forms, pure ---------------------------------------------------------------------------------------

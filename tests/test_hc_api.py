@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from healthchecks_io import AsyncClient, CheckCreate, CheckUpdate, Client
 from healthchecks_io.client.exceptions import BadAPIRequestError, CheckNotFoundError, HCAPIAuthError
-from support.server import Server, shared_server
+from support.server import Server, running_server, shared_server
 
 from heartwatch.core import healthchecks as hc
 from heartwatch.core.model import CheckSpec, CheckStatus
@@ -151,6 +152,15 @@ def test_resume_answers_409_unless_paused_and_config_checks_are_read_only(server
     assert server.post(f"/api/v3/checks/{config['uuid']}/pause", headers=headers).json()["status"] == "paused"
     assert server.post(f"/api/v3/checks/{config['uuid']}/resume", headers=headers).json()["status"] != "paused"
     assert server.get(f"/api/v3/checks/{uuidlib.uuid4()}", headers=headers).status_code == 404
+
+
+def test_behind_a_login_the_api_still_answers_to_its_key_alone(tmp_path: Path) -> None:
+    env = {"HEARTWATCH_API_TOKEN": TOKEN, "HEARTWATCH_WEB_PASSWORD": "pw-for-people"}
+    with running_server(tmp_path, "", env) as srv, client(srv) as hcc:
+        made = hcc.create_check(CheckCreate(name="Behind login"))
+        assert [c.uuid for c in hcc.get_checks()] == [made.uuid]
+        assert srv.get("/api/v3/checks/").status_code == 401  # no key, no login: nothing
+        assert srv.get("/api/v1/checks").status_code == 401  # and the rest stays behind the login
 
 
 # --- the mapping, pure ---------------------------------------------------------------------------------------
