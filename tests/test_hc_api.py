@@ -106,6 +106,10 @@ def test_a_read_only_key_reads_with_unique_keys_and_cannot_write(server: Server)
         assert ro.get_check(check.unique_key).slug == "from-file"
         with pytest.raises(HCAPIAuthError):
             ro.create_check(CheckCreate(name="nope"))
+    uuid = server.api("/checks/from-file")["uuid"]
+    r = server.get(f"/api/v3/checks/{uuid}/pings/", headers={"X-Api-Key": READ})
+    assert r.status_code == 403 and "read-write" in r.json()["error"]  # pings need a read-write key, as there
+    assert server.get(f"/api/v3/checks/{uuid}/flips/", headers={"X-Api-Key": READ}).json() == []
 
 
 def test_create_with_unique_updates_instead_and_filters_by_slug(server: Server) -> None:

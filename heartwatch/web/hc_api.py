@@ -150,8 +150,11 @@ async def _slug_by_code(hub: Hub, code: str) -> str:
 Handler = Callable[[Request, Hub, str, dict[str, Any]], Awaitable[Response]]
 
 
-def endpoint(handler: Handler, write: bool) -> Callable[[Request], Awaitable[Response]]:
-    """Check the key, read a POST's body, run the handler; refusals become Healthchecks' JSON errors."""
+def endpoint(handler: Handler, write: bool, read_write_key: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """Check the key, read a POST's body, run the handler; refusals become Healthchecks' JSON errors.
+
+    `write`: it changes a check (a read-write key; the scheduler hears of it). `read_write_key`: a read that
+    Healthchecks also keeps from read-only keys (a check's pings)."""
 
     async def run(request: Request) -> Response:
         hub = hub_of(request)
@@ -159,7 +162,7 @@ def endpoint(handler: Handler, write: bool) -> Callable[[Request], Awaitable[Res
             body = await read_json(request) if request.method == "POST" else {}
             key = request.headers.get("x-api-key") or (str(body["api_key"]) if "api_key" in body else None)
             access = key_access(hub, key)
-            if write and access != "rw":
+            if (write or read_write_key) and access != "rw":
                 raise HcRefusal(403, "this needs a read-write API key (a token from [api] tokens)")
             response = await handler(request, hub, access, body)
         except HcRefusal as e:
@@ -366,6 +369,6 @@ routes = [
     Route(PREFIX + "/checks/{code}", single, methods=["GET", "POST", "DELETE"]),
     Route(PREFIX + "/checks/{code}/pause", endpoint(pause_check, write=True), methods=["POST"]),
     Route(PREFIX + "/checks/{code}/resume", endpoint(resume_check, write=True), methods=["POST"]),
-    *_both("/checks/{code}/pings/", endpoint(list_pings, write=True), ["GET"]),
+    *_both("/checks/{code}/pings/", endpoint(list_pings, write=False, read_write_key=True), ["GET"]),
     *_both("/checks/{code}/flips/", endpoint(list_flips, write=False), ["GET"]),
 ]
