@@ -226,7 +226,11 @@ async def create_check(request: Request, hub: Hub, access: str, body: dict[str, 
     unique = body.get("unique") or []
     existing = None
     if unique:
-        existing = next((s.check for s in await hub.store.snapshots() if hc.matches(s.check.spec, body, unique)), None)
+        # With the slug among the fields only that check can match (an importer's case: no scan of every check).
+        named = await hub.store.check(body["slug"]) if "slug" in unique and body.get("slug") else None
+        candidates = ([named] if named is not None and not named.archived else []) if "slug" in unique else [
+            s.check for s in await hub.store.snapshots()]
+        existing = next((c for c in candidates if hc.matches(c.spec, body, unique)), None)
     if existing is None and uuid is not None:
         found = await hub.store.slug_of(uuid)
         existing = None if found is None else (await hub.store.check(found))
