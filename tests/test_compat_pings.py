@@ -44,6 +44,7 @@ def test_kuma_push_up_and_down_with_its_message_and_ping_time(server: Server) ->
     assert bodies(server, "kuma-job") == ["disk full", "OK"]
     pings = server.get(f"/api/v3/checks/{check['uuid']}/pings/", headers=KEY).json()["pings"]
     assert [(p["type"], p.get("ping_ms")) for p in pings] == [("fail", None), ("success", 42.5)]
+    assert [e["ping_ms"] for e in server.api("/checks/kuma-job/events")["events"]] == [None, 42.5]
     # Kuma's own defaults: no status is up, no msg is "OK"; the check's UUID works as a token too.
     assert httpx.post(f"{server.url}/api/push/{check['uuid'].upper()}").json() == {"ok": True}
     assert runs(server, "kuma-job")[0]["state"] == "ok" and bodies(server, "kuma-job")[0] == "OK"
