@@ -93,6 +93,7 @@ class CheckSpec:
     fail_keywords: tuple[str, ...] = ()  # a finish whose body holds one of these counts as failed
     resume_on_ping: bool = False  # a ping to a paused check resumes it
     maintenance: tuple[str, ...] = ()  # recurring windows ("Sat 02:00-04:00", in `timezone`) that hold alerts
+    description: str = ""  # free text for people (Healthchecks' `desc`)
 
     @property
     def display_name(self) -> str:
@@ -180,6 +181,7 @@ class Ping:
     remote_addr: str | None = None
     user_agent: str | None = None
     method: str = "GET"
+    ping_ms: float | None = None  # a response time the sender measured (Uptime Kuma's `ping`), kept with the event
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,6 +207,8 @@ CHECK_SETTINGS: tuple[CheckSetting, ...] = (
     CheckSetting("resume_on_ping", BOOLEAN, "When true, a ping to a paused check resumes it."),
     CheckSetting("maintenance", WINDOWS, 'Recurring windows in `timezone`, like "Sat 02:00-04:00" or "Mon-Fri '
                  '12:00-12:30": alerts are held while one is open, and what is still true is sent once it ends.'),
+    CheckSetting("description", TEXT, "Free text about the job for people, shown in the API (Healthchecks' "
+                 "`desc`)."),
 )
 
 #: The settings by key, in the table's order.

@@ -143,10 +143,10 @@ class SqliteReads:
     async def events(self, check_id: int, limit: int = 100, run_id: int | None = None) -> list[dict[str, Any]]:
         where, params = ("check_id = ?", (check_id,)) if run_id is None else ("run_id = ?", (run_id,))
         rows = await self._all(
-            "SELECT id, run_id, at, kind, step, rid, exit_code, body, remote_addr, user_agent, method"
+            "SELECT id, run_id, at, kind, step, rid, exit_code, body, remote_addr, user_agent, method, ping_ms"
             f" FROM events WHERE {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         keys = ("id", "run_id", "at", "kind", "step", "rid", "exit_code", "body", "remote_addr", "user_agent",
-                "method")
+                "method", "ping_ms")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     async def alerts(self, check_id: int, limit: int = 20, run_id: int | None = None) -> list[AlertRecord]:

@@ -47,7 +47,7 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
 
 #: Paths open without a login even when a password is set (prefixes end with "/").
 OPEN_PATHS = frozenset({"/healthz", "/login", "/logout", "/api/v1/openapi.json"})
-OPEN_PREFIXES = ("/static/", "/badge/")
+OPEN_PREFIXES = ("/static/", "/badge/", "/api/v3/")  # /api/v3/ asks for its own X-Api-Key (web/hc_api.py)
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ SCHEMAS: dict[str, Any] = {
     "Event": {
         "type": "object",
         "required": ["id", "run_id", "at", "kind", "step", "rid", "exit_code", "body", "remote_addr", "user_agent",
-                     "method"],
+                     "method", "ping_ms"],
         "properties": {
             "id": {"type": "integer"},
             "run_id": _nullable({"type": "integer"}),
@@ -140,6 +140,8 @@ SCHEMAS: dict[str, Any] = {
             "remote_addr": _nullable({"type": "string"}),
             "user_agent": _nullable({"type": "string"}),
             "method": _nullable({"type": "string"}),
+            "ping_ms": _nullable({"type": "number", "description": "The response time an Uptime Kuma push "
+                                  "reported (its `ping`), in milliseconds"}),
         },
     },
 }
