@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from heartwatch.core.model import CheckSpec
+from heartwatch.core.values import ConfigError
 from heartwatch.store.sqlite import ApiOutcome, ApiWrite
 from heartwatch.web.api_errors import ApiError, error
 from heartwatch.web.api_json import check_json
@@ -100,6 +101,9 @@ def write_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]
 
 async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200) -> Response:
     """The check as GET shows it, or the JSON error for the outcome."""
+    if result is not None and isinstance(result.error, ConfigError):  # the dependency graph refused it
+        field = result.error.key.rpartition(".")[2]
+        raise ApiError(422, f"{field} = {result.error.shown}: {result.error.reason}", field)
     if result is not None and result.error is not None:
         raise result.error  # what the settings builder refused (an ApiError: 422), answered by write_endpoint
     if result is None or result.outcome is ApiOutcome.NOT_FOUND:
