@@ -84,11 +84,12 @@ def _refuse_cycle(start: str, find: Callable[[str], CheckSpec | None], prefix: s
         if parent in done:
             continue
         if parent in on_path:
+            # Named by its first edge: for a change (check_change), the changed check's own key.
             cycle = [*path[path.index(parent):], parent]
-            child = find(slug)
-            assert child is not None
-            key = "after" if child.after == parent else "depends_on"
-            raise ConfigError(f"{prefix}{slug}.{key}", _key_value(child, key),
+            first = find(cycle[0])
+            assert first is not None
+            key = "after" if first.after == cycle[1] else "depends_on"
+            raise ConfigError(f"{prefix}{cycle[0]}.{key}", _key_value(first, key),
                               f"a cycle: {' -> '.join(cycle)} (each waits on the next)")
         enter(parent)
 

@@ -149,8 +149,11 @@ class WatchBook:
                 if child.spec.after == check.slug and ended:
                     watch = watching.after_parent_run(child.spec, watch or watching.fresh_watch(child.spec, now),
                                                       ended[-1])
-                if watch is not None:
-                    self.save(conn, child, watch, self.context(conn, child, now))
+                if watch is not None:  # what is still true goes out now if nothing holds it any more
+                    ctx = self.context(conn, child, now)
+                    decision = watching.on_change(child.spec, watch, now, ctx, expect=False)
+                    self._write(conn, child, decision, b"")
+                    self.save(conn, child, decision.watch, ctx)
             except Exception:  # the parent's change stands; this child waits for its own next change
                 self._set_aside_once(child.id, child.slug, "its parent's change could not be evaluated")
 
