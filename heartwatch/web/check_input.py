@@ -33,6 +33,15 @@ def validate(slug: str, table: dict[str, Any], settings: Settings) -> CheckSpec:
         raise ApiError(422, f"{field} = {e.shown}: {e.reason}", field) from None
 
 
+def refusal(error: Exception) -> Exception:
+    """What the store refused, as the API answers it: the dependency graph's ConfigError (an unknown parent, a
+    cycle) is a 422 naming its field, like any bad value."""
+    if isinstance(error, ConfigError):
+        field = error.key.rpartition(".")[2]
+        return ApiError(422, f"{field} = {error.shown}: {error.reason}", field)
+    return error
+
+
 def merge(current: CheckSpec, patch: dict[str, Any]) -> dict[str, Any]:
     """JSON merge patch (RFC 7396) of a check table: given keys replace, null resets to the default.
 
