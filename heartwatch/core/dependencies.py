@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from heartwatch.core.model import CheckSpec, Watch
+from heartwatch.core import maintenance
+from heartwatch.core.model import Check, CheckSpec, Watch
 from heartwatch.core.values import ConfigError
 
 
@@ -147,3 +148,66 @@ def status_note(spec: CheckSpec, watch: Watch | None, waiting: tuple[str, ...]) 
     if spec.after is not None and watch is not None and watch.parent_failed and watch.expected_at is None:
         return f"not expected, {spec.after} failed"
     return None
+
+
+def parent_state(check: Check, watch: Watch | None, now: datetime) -> ParentState:
+    """A stored check as its children see it at `now`."""
+    ends = [t for t in (check.maintenance_until,
+                        maintenance.window_end(check.spec.maintenance, check.spec.timezone, now)) if t and t > now]
+    return ParentState(check.slug, check.spec.display_name, paused=check.paused,
+                       maintenance_until=max(ends) if ends else None, in_maintenance=bool(ends),
+                       down=watch is not None and watch.down_since is not None,
+                       released_at=watch.released_at if watch else None)
+
+
+def waiting_of(check: Check, known: Mapping[str, tuple[Check, Watch | None]], now: datetime) -> tuple[str, ...]:
+    """The parents holding a stored check back at `now`, from the checks at hand (`known`, by slug)."""
+    if not check.spec.depends_on or check.paused:
+        return ()
+    states = {p: parent_state(*known[p], now) for p in check.spec.depends_on
+              if p in known and not known[p][0].archived}
+    return waiting_on(check.spec, states, now)[0]
+
+
+@dataclass(frozen=True)
+class PipelineRow:
+    """One line of a check's pipeline view: a check above it (a parent, a grandparent) or below it."""
+
+    slug: str
+    depth: int  # negative: above the check (-1 its parents); 0 the check; positive: below it
+    via: str  # "depends_on", "after", or "" for the check itself
+
+
+def pipeline(slug: str, specs: Mapping[str, CheckSpec], limit: int = 100) -> list[PipelineRow]:
+    """The check's pipeline as an indented list: its ancestors (farthest first), itself, then its descendants
+    depth first, each once, at most `limit` rows. `specs`: the checks known, by slug."""
+    above: list[PipelineRow] = []
+    seen = {slug}
+    frontier = [slug]
+    depth = 0
+    while frontier and len(above) < limit:
+        depth -= 1
+        nxt = []
+        for s in frontier:
+            spec = specs.get(s)
+            for key, parent in edges(spec) if spec else ():
+                if parent not in seen and parent in specs:
+                    seen.add(parent)
+                    nxt.append(parent)
+                    above.append(PipelineRow(parent, depth, key))
+        frontier = nxt
+    children: dict[str, list[tuple[str, str]]] = {}
+    for child, spec in sorted(specs.items()):
+        for key, parent in edges(spec):
+            children.setdefault(parent, []).append((child, key))
+    rows = [*sorted(above, key=lambda r: r.depth), PipelineRow(slug, 0, "")]
+    below_seen = {slug}
+    stack = [(c, 1, k) for c, k in reversed(children.get(slug, []))]
+    while stack and len(rows) < limit:
+        s, d, key = stack.pop()
+        if s in below_seen:
+            continue
+        below_seen.add(s)
+        rows.append(PipelineRow(s, d, key))
+        stack += [(c, d + 1, k) for c, k in reversed(children.get(s, []))]
+    return rows

@@ -132,12 +132,7 @@ class WatchBook:
             parent = self._check_by_slug(slug)
             if parent is None or parent.archived:
                 continue
-            watch = self.get(conn, parent.id)
-            end = _maintenance_end(parent, now)
-            states[slug] = ParentState(slug, parent.spec.display_name, paused=parent.paused, maintenance_until=end,
-                                       in_maintenance=end is not None,
-                                       down=watch is not None and watch.down_since is not None,
-                                       released_at=watch.released_at if watch else None)
+            states[slug] = dependencies.parent_state(parent, self.get(conn, parent.id), now)
         return states
 
     def _tell_children(self, conn: sqlite3.Connection, check: Check, ended: list[Run], now: datetime) -> None:

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from heartwatch.core.model import CheckSpec
 from heartwatch.store.sqlite import ApiOutcome, ApiWrite
 from heartwatch.web.api_errors import ApiError, error
-from heartwatch.web.api_json import check_json
+from heartwatch.web.api_json import check_json, relatives_for_json
 from heartwatch.web.bearer import authorize
 from heartwatch.web.check_input import check_slug, hold_until, merge, refusal, reject_unknown, validate
 from heartwatch.web.hub import Hub, hub_of
@@ -112,7 +112,7 @@ async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200
     snap = await hub.store.snapshot(slug)
     assert snap is not None  # the write committed before we got here
     headers = {"Location": f"/api/v1/checks/{slug}"} if result.outcome is ApiOutcome.CREATED else None
-    return JSONResponse(check_json(hub, snap), status, headers=headers)
+    return JSONResponse(check_json(hub, snap, await relatives_for_json(hub, snap)), status, headers=headers)
 
 
 async def create_check(request: Request, hub: Hub) -> Response:
