@@ -322,6 +322,11 @@ def test_merge_is_a_json_merge_patch() -> None:
     table = merge(spec, {"period": "1h", "max_runtime": None, "name": "x"})
     assert "schedule" not in table and "max_runtime" not in table
     assert (table["period"], table["name"], table["tags"]) == ("1h", "x", ["a"])
+    # after takes the place of a schedule, and a schedule the place of after
+    table = merge(spec, {"after": "dump"})
+    assert "schedule" not in table and table["after"] == "dump"
+    table = merge(CheckSpec(slug="s", after="dump"), {"schedule": "0 3 * * *"})
+    assert "after" not in table and table["schedule"] == "0 3 * * *"
 
 
 def test_unknown_parents_and_cycles_are_422_naming_the_field_and_the_pipeline_shows(server: Server) -> None:
