@@ -108,7 +108,8 @@ def test_a_router_outage_and_a_pipeline_stopping_in_the_middle(fast_server: tupl
         wait_for(lambda: server.api("/checks/job-c")["status"] == "down", timeout=30, what="the jobs to miss")
         for job in JOBS:
             held = server.api(f"/checks/{job}")
-            assert (held["status"], held["waiting_on"], held["status_note"]) == ("down", ["router"], "waiting on router")
+            assert (held["status"], held["waiting_on"], held["status_note"]) == ("down", ["router"],
+                                                                                 "waiting on router")
         verify = server.api("/checks/verify")
         assert verify["status_note"] == "not expected, upload failed"  # upload's missed run is its parent's end
         page = server.get("/checks/job-b").text
