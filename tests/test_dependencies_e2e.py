@@ -114,6 +114,7 @@ def test_a_router_outage_and_a_pipeline_stopping_in_the_middle(fast_server: tupl
         assert verify["status_note"] == "not expected, upload failed"  # upload's missed run is its parent's end
         page = server.get("/checks/job-b").text
         assert 'id="status-note">waiting on router<' in page and 'id="pipeline"' in page
+        assert server.get("/").text.count('<span class="status-note">waiting on router</span>') == 3  # the overview
         assert titles(receiver, "router") == ["DOWN router: did not start (3 checks depend on it)"]
         assert [t for j in JOBS for t in titles(receiver, j)] == []  # held back: no avalanche
 

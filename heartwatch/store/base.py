@@ -106,6 +106,10 @@ class Reads(Protocol):
         """Every check (live ones, or all), by slug, each with its newest run and its watch."""
         ...
 
+    async def snapshots_of(self, slugs: Sequence[str]) -> dict[str, CheckSnapshot]:
+        """The live checks with these slugs, by slug (unknown or archived ones left out)."""
+        ...
+
     async def relatives(self, slug: str, limit: int = 100) -> dict[str, CheckSnapshot]:
         """The live checks linked to `slug` by depends_on and after, up and down, by slug (itself included)."""
         ...

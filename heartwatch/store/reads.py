@@ -79,6 +79,17 @@ class SqliteReads:
         where = "" if include_archived else " WHERE c.archived_at IS NULL"
         return [_snapshot(r) for r in await self._all(f"{_SNAPSHOT}{where} ORDER BY c.slug")]
 
+    async def snapshots_of(self, slugs: Sequence[str]) -> dict[str, CheckSnapshot]:
+        """The live checks with these slugs, as snapshots by slug (unknown or archived ones left out)."""
+        found: dict[str, CheckSnapshot] = {}
+        wanted = list(dict.fromkeys(slugs))
+        for k in range(0, len(wanted), 500):
+            chunk = wanted[k:k + 500]
+            rows = await self._all(f"{_SNAPSHOT} WHERE c.archived_at IS NULL AND c.slug IN"
+                                   f" ({', '.join('?' * len(chunk))})", tuple(chunk))
+            found.update((s.check.slug, s) for s in map(_snapshot, rows))
+        return found
+
     async def relatives(self, slug: str, limit: int = 100) -> dict[str, CheckSnapshot]:
         """The live checks linked to `slug` through depends_on and after: its parents and theirs, and the checks
         that name it and theirs, as snapshots by slug (the check itself included), at most about `limit`."""

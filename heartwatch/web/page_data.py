@@ -47,6 +47,7 @@ class CheckRow:
     last_run: Run | None
     strip: list[StripRun]  # the last STRIP_RUNS runs, newest first
     expected_at: datetime | None  # next expected start, when known
+    note: str | None = None  # "waiting on router", "not expected, dump failed"
 
 
 @dataclass
@@ -243,11 +244,14 @@ async def _overview(store: Reads, now: datetime, tag: str | None, status: str | 
     checks = await store.checks_by_id(ids)
     watches = await store.watches_of(ids)
     recent = await store.recent_runs(ids, STRIP_RUNS)
+    parents = await store.snapshots_of([p for c in checks.values() for p in c.spec.depends_on])
     rows = []
     for line_status, (_, cid, _, _) in on_page:
         check, watch = checks[cid], watches.get(cid)
         last, strip = recent.get(cid, (None, []))
-        rows.append(CheckRow(check, line_status, last, strip, expected_start(check, watch, last, now)))
+        note = (status_note(CheckSnapshot(check, last, watch), parents, now)
+                if check.spec.depends_on or check.spec.after else None)
+        rows.append(CheckRow(check, line_status, last, strip, expected_start(check, watch, last, now), note))
     return Overview(rows, counts, len(lines), sorted(lines.tags), tag, wanted, query=query, matched=matched,
                     page=page, pages=pages, pipeline=pipeline)
 
