@@ -10,7 +10,7 @@ import pytest
 
 from heartwatch.config import load_settings
 from heartwatch.core import alert_text, schedule
-from heartwatch.core.dependencies import ParentState, check_change, check_graph, status_note, waiting_on
+from heartwatch.core.dependencies import ParentState, check_change, check_graph, pipeline, status_note, waiting_on
 from heartwatch.core.model import CheckSpec, Ping, PingKind, Run, RunState, Watch
 from heartwatch.core.runs import apply_ping
 from heartwatch.core.settings import parse_check
@@ -344,3 +344,25 @@ def test_the_config_refuses_a_cycle(tmp_path: object) -> None:
     path.write_text('[checks.a]\nafter = "b"\n[checks.b]\ndepends_on = ["a"]\n')
     with pytest.raises(ConfigError, match=r"checks\.a\.after = 'b': a cycle: a -> b -> a"):
         load_settings(path, environ={})
+
+
+def test_a_change_keeps_a_pending_after_expectation_and_drops_one_that_passed() -> None:
+    pending = after_parent_run(UPLOAD, Watch(), Run(1, RunState.OK, NIGHT, id=3, ended_at=NIGHT + MIN))
+    assert fresh_watch(UPLOAD, NIGHT + 2 * MIN, pending).expected_at == NIGHT + MIN  # a reload in between
+    assert fresh_watch(UPLOAD, NIGHT + HOUR, pending).expected_at is None  # a resume long after
+
+
+def test_the_pipeline_view_lists_ancestors_the_check_and_descendants_once() -> None:
+    specs = _specs({"router": {}, "dump": {"schedule": "0 2 * * *", "depends_on": ["router"]},
+                    "upload": {"after": "dump"}, "verify": {"after": "upload"}, "report": {"after": "upload"},
+                    "other": {}})
+    rows = [(r.slug, r.depth, r.via) for r in pipeline("upload", specs)]
+    assert rows == [("router", -2, "depends_on"), ("dump", -1, "after"), ("upload", 0, ""),
+                    ("report", 1, "after"), ("verify", 1, "after")]
+
+
+def test_the_watch_keeps_what_dependencies_need_across_a_restart() -> None:
+    from heartwatch.store import codec
+    w = Watch(released_at=NIGHT, parent_run=42, parent_failed=True)
+    assert codec.watch_from_row(codec.watch_values(w)) == w
+    assert codec.watch_values(Watch())[-1] is None  # a check that is fine still stores nothing extra

@@ -121,8 +121,10 @@ def resolve_remind_every(spec: CheckSpec, server_default: timedelta) -> timedelt
 def fresh_watch(spec: CheckSpec, now: datetime, previous: Watch | None = None) -> Watch:
     """The watch for a new, changed or resumed check: expect the next start from `now`; keep the rest."""
     expected, deadline = _fresh_expectation(spec.schedule, spec.period, spec.timezone, spec.start_grace, now)
-    if spec.after is not None and previous is not None and previous.expected_at is not None:
-        # An `after` check's expectation comes from its parent's finish, not from `now`: a change keeps it.
+    if (spec.after is not None and previous is not None and previous.expected_at is not None
+            and schedule.start_deadline(spec, previous.expected_at) > now):
+        # An `after` check's expectation comes from its parent's finish, not from `now`: a change keeps it while
+        # it is pending (a resume long after it passed expects nothing until the parent finishes again).
         expected, deadline = previous.expected_at, schedule.start_deadline(spec, previous.expected_at)
     if previous is None:
         return Watch(expected_at=expected, start_deadline=deadline)
