@@ -247,7 +247,10 @@ class Store(SqliteReads):
 
     def children_of(self, slug: str) -> list[Check]:
         """The live checks that name `slug` in depends_on or after. Writer thread only."""
-        found = (self._by_id.get(i) for i in self._children.get(slug, ()))
+        ids = self._children.get(slug)
+        if not ids:
+            return []  # most checks: nothing names them
+        found = (self._by_id.get(i) for i in ids)
         return [c for c in found if c is not None and not c.archived and slug in dependencies.parents(c.spec)]
 
     def _index(self, check: Check) -> None:

@@ -112,7 +112,7 @@ class WatchBook:
         """What holds the check's alerts back, how often it reminds, and who depends on it."""
         remind = watching.resolve_remind_every(check.spec, self.policy.remind_every)
         children = self._children_of(check.slug)
-        dependents = tuple(c.spec.display_name for c in children if check.slug in c.spec.depends_on)
+        dependents = tuple(c.spec.display_name for c in children if check.slug in c.spec.depends_on) if children else ()
         if check.paused or check.archived:
             return Context(remind, Hold.PAUSED, muted=check.muted, dependents=dependents)
         end = _maintenance_end(check, now)
