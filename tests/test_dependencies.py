@@ -356,9 +356,9 @@ def test_the_pipeline_view_lists_ancestors_the_check_and_descendants_once() -> N
     specs = _specs({"router": {}, "dump": {"schedule": "0 2 * * *", "depends_on": ["router"]},
                     "upload": {"after": "dump"}, "verify": {"after": "upload"}, "report": {"after": "upload"},
                     "other": {}})
-    rows = [(r.slug, r.depth, r.via) for r in pipeline("upload", specs)]
-    assert rows == [("router", -2, "depends_on"), ("dump", -1, "after"), ("upload", 0, ""),
-                    ("report", 1, "after"), ("verify", 1, "after")]
+    rows = [(r.slug, r.depth, r.via, r.of) for r in pipeline("upload", specs)]
+    assert rows == [("router", -2, "depends_on", "dump"), ("dump", -1, "after", "upload"), ("upload", 0, "", ""),
+                    ("report", 1, "after", "upload"), ("verify", 1, "after", "upload")]
 
 
 def test_the_watch_keeps_what_dependencies_need_across_a_restart() -> None:

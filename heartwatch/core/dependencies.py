@@ -176,6 +176,7 @@ class PipelineRow:
     slug: str
     depth: int  # negative: above the check (-1 its parents); 0 the check; positive: below it
     via: str  # "depends_on", "after", or "" for the check itself
+    of: str = ""  # above: the check naming this one (through `via`); below: the check this one names
 
 
 def pipeline(slug: str, specs: Mapping[str, CheckSpec], limit: int = 100) -> list[PipelineRow]:
@@ -194,7 +195,7 @@ def pipeline(slug: str, specs: Mapping[str, CheckSpec], limit: int = 100) -> lis
                 if parent not in seen and parent in specs:
                     seen.add(parent)
                     nxt.append(parent)
-                    above.append(PipelineRow(parent, depth, key))
+                    above.append(PipelineRow(parent, depth, key, s))
         frontier = nxt
     children: dict[str, list[tuple[str, str]]] = {}
     for child, spec in sorted(specs.items()):
@@ -202,12 +203,12 @@ def pipeline(slug: str, specs: Mapping[str, CheckSpec], limit: int = 100) -> lis
             children.setdefault(parent, []).append((child, key))
     rows = [*sorted(above, key=lambda r: r.depth), PipelineRow(slug, 0, "")]
     below_seen = {slug}
-    stack = [(c, 1, k) for c, k in reversed(children.get(slug, []))]
+    stack = [(c, 1, k, slug) for c, k in reversed(children.get(slug, []))]
     while stack and len(rows) < limit:
-        s, d, key = stack.pop()
+        s, d, key, parent = stack.pop()
         if s in below_seen:
             continue
         below_seen.add(s)
-        rows.append(PipelineRow(s, d, key))
-        stack += [(c, d + 1, k) for c, k in reversed(children.get(s, []))]
+        rows.append(PipelineRow(s, d, key, parent))
+        stack += [(c, d + 1, k, s) for c, k in reversed(children.get(s, []))]
     return rows

@@ -262,7 +262,8 @@ class PipelineItem:
 
     snap: CheckSnapshot
     depth: int  # negative: above the check (its parents); 0: the check; positive: below it
-    via: str  # how this line is linked to the one it hangs from: "depends_on", "after" ("" for the check)
+    via: str  # how this line is linked: "depends_on", "after" ("" for the check)
+    of: str  # above: the check that names this one; below: the check this one names
     status: CheckStatus
     note: str | None  # "waiting on router", "not expected, dump failed"
     stopped: tuple[str, datetime] | None  # where its newest run stopped, when it is bad or running
@@ -291,7 +292,7 @@ def pipeline_view(slug: str, linked: Mapping[str, CheckSnapshot], now: datetime)
     for row in rows:
         snap = linked[row.slug]
         waiting = dependencies.waiting_of(snap.check, known, now)
-        items.append(PipelineItem(snap, row.depth, row.via, status_of(snap.check, snap.last_run, snap.watch, now),
+        items.append(PipelineItem(snap, row.depth, row.via, row.of, status_of(snap.check, snap.last_run, snap.watch, now),
                                   dependencies.status_note(snap.check.spec, snap.watch, waiting),
                                   stopped_at(snap.last_run), top))
     return items
