@@ -292,7 +292,8 @@ def pipeline_view(slug: str, linked: Mapping[str, CheckSnapshot], now: datetime)
     for row in rows:
         snap = linked[row.slug]
         waiting = dependencies.waiting_of(snap.check, known, now)
-        items.append(PipelineItem(snap, row.depth, row.via, row.of, status_of(snap.check, snap.last_run, snap.watch, now),
+        status = status_of(snap.check, snap.last_run, snap.watch, now)
+        items.append(PipelineItem(snap, row.depth, row.via, row.of, status,
                                   dependencies.status_note(snap.check.spec, snap.watch, waiting),
                                   stopped_at(snap.last_run), top))
     return items
