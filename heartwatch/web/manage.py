@@ -18,10 +18,9 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, available_timezones
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -30,7 +29,7 @@ from heartwatch.engine import notify
 from heartwatch.store.sqlite import ApiOutcome
 from heartwatch.web import check_form
 from heartwatch.web.api_errors import ApiError
-from heartwatch.web.auth import Auth, Session, cross_site, forbidden, request_session, safe_next
+from heartwatch.web.auth import Auth, Session, cross_site, forbidden, read_form, request_session, safe_next
 from heartwatch.web.check_form import CONFIG_CHECK, EDITING_OFF
 from heartwatch.web.check_input import check_slug, hold_until, refusal, validate
 from heartwatch.web.hub import Hub, hub_of
@@ -55,19 +54,6 @@ def editing_session(request: Request) -> Session | None:
     return None if auth is None else request_session(auth, request.scope)
 
 
-async def _read_form(request: Request) -> dict[str, str] | None:
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM:
-                return None
-    except ClientDisconnect:
-        return None
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {key: values[0] for key, values in fields.items()}
-
-
 Handler = Callable[[Request, Hub, dict[str, str]], Awaitable[Response]]
 
 
@@ -81,7 +67,7 @@ def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         session = request_session(auth, request.scope)
         if session is None:  # the gate lets no such post through; kept for the case it is ever moved
             return PlainTextResponse("log in first: /login", 401)
-        form = await _read_form(request)
+        form = await read_form(request, MAX_FORM)
         if form is None:
             return PlainTextResponse("the form is too large", 413)
         if cross_site(request) or not auth.session_csrf_ok(session, form.get("csrf", "")):
