@@ -25,6 +25,7 @@ from typing import Any
 import rtoml
 
 from heartwatch.core import values as v
+from heartwatch.core.dependencies import check_graph
 from heartwatch.core.model import CheckSpec
 from heartwatch.core.settings import Synchronous, describe, parse_check
 from heartwatch.core.values import NAME_RE, RESERVED_STEPS, SECRET_KEY_RE, SLUG_RE, ConfigError, step_name
@@ -257,4 +258,5 @@ def _settings(doc: dict[str, Any], config_path: Path | None, environ: Mapping[st
         raise ConfigError("checks", checks_table, "expected [checks.<slug>] tables")
     default_tz = values.get("timezone", "UTC")
     checks = {slug: parse_check(slug, table, default_tz) for slug, table in checks_table.items()}
+    check_graph(checks)
     return Settings(**values, checks=checks, config_path=config_path)

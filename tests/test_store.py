@@ -360,7 +360,9 @@ async def test_reopening_with_the_config_shares_its_specs_and_still_sees_a_chang
               min_runtime=timedelta(seconds=30), steps=(StepSpec("dump"), StepSpec("up:load", timedelta(minutes=45))),
               strict_steps=True, alert_after=3, alerts=("ntfy://x/y", "json://a?b=c"), tags=("db", "prod", ""),
               recover_after=2, remind_every=timedelta(hours=6), methods=("POST",), fail_keywords=("ERROR",),
-              resume_on_ping=True, maintenance=("Sat 02:00-04:00",), description="pg_dump, then S3"),
+              resume_on_ping=True, maintenance=("Sat 02:00-04:00",), description="pg_dump, then S3",
+              depends_on=("router", "nas")),
+    CheckSpec(slug="after", after="nightly-backup"),
     CheckSpec(slug="period", period=timedelta(days=1, microseconds=500), start_grace=timedelta(0)),
 ])
 def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: CheckSpec) -> None:
@@ -373,6 +375,7 @@ def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: Chec
         "tags": list(spec.tags), "recover_after": spec.recover_after, "remind_every": secs(spec.remind_every),
         "methods": list(spec.methods), "fail_keywords": list(spec.fail_keywords),
         "resume_on_ping": spec.resume_on_ping, "maintenance": list(spec.maintenance),
-        "description": spec.description}, separators=(",", ":"))
+        "description": spec.description, "depends_on": list(spec.depends_on), "after": spec.after},
+        separators=(",", ":"))
     assert codec.spec_to_json(spec) == expected
     assert codec.spec_from_json(spec.slug, expected) == spec

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from heartwatch.core import dependencies
 from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, Run
 from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import Applied, apply_ping
@@ -85,11 +86,14 @@ class Store(SqliteReads):
         self._by_uuid: dict[str, Check] = {}
         self._by_slug: dict[str, Check] = {}
         self._by_alias: dict[str, int] = {}  # compatibility ping names (store/compat.py) -> check id
+        # Parent slug -> ids of the checks naming it in depends_on or after (most checks name none).
+        self._children: dict[str, dict[int, None]] = {}
         self._since_prune: dict[int, int] = {}
         # Open runs by check: every ping needs them, so they are kept here instead of read and decoded each time.
         self._open: dict[int, list[Run]] = {}
         # Each check's watch and the alert decisions' writes, on the writer thread (store/watches.py).
-        self.book = WatchBook(self.open_runs, self.save_run, policy or AlertPolicy())
+        self.book = WatchBook(self.open_runs, self.save_run, policy or AlertPolicy(),
+                              lambda slug: self._by_slug.get(slug), self.children_of)
         self._ping_key = ""
         # Specs the stored checks are expected to have (the config's): a stored check whose text matches one
         # shares that object instead of decoding its JSON, which is most of a restart with 100,000 checks.
@@ -218,6 +222,9 @@ class Store(SqliteReads):
         self._by_uuid = {c.uuid: c for c in checks}
         self._by_slug = {c.slug: c for c in checks}
         self._by_alias = compat.load_aliases(conn)
+        self._children = {}
+        for check in checks:
+            self._link(check)
         self._open = {}
         for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL"):
             run = codec.run_from_row(row)
@@ -239,7 +246,26 @@ class Store(SqliteReads):
         else:
             self._open.pop(run.check_id, None)
 
+    def _link(self, check: Check, on: bool = True) -> None:
+        for _, parent in dependencies.edges(check.spec):
+            if on:
+                self._children.setdefault(parent, {})[check.id] = None
+            else:
+                self._children.get(parent, {}).pop(check.id, None)
+
+    def children_of(self, slug: str) -> list[Check]:
+        """The live checks that name `slug` in depends_on or after. Writer thread only."""
+        ids = self._children.get(slug)
+        if not ids:
+            return []  # most checks: nothing names them
+        found = (self._by_id.get(i) for i in ids)
+        return [c for c in found if c is not None and not c.archived and slug in dependencies.parents(c.spec)]
+
     def _index(self, check: Check) -> None:
+        old = self._by_id.get(check.id)
+        if old is not None and (old.spec.depends_on or old.spec.after):
+            self._link(old, on=False)
+        self._link(check)
         self._by_id[check.id] = check
         self._by_uuid[check.uuid] = check
         self._by_slug[check.slug] = check
@@ -465,11 +491,13 @@ class Store(SqliteReads):
                     return ApiWrite(ApiOutcome.NOT_FOUND, check)
                 try:
                     spec = build(None)
+                    dependencies.check_change(spec, self._live_spec)
                 except Exception as e:
                     return ApiWrite(ApiOutcome.REJECTED, None, e)
                 return ApiWrite(ApiOutcome.CREATED, self._insert_check(conn, spec, CheckSource.API, now, uuid))
             try:
                 spec = build(None if check.archived else check.spec)
+                dependencies.check_change(spec, self._live_spec)
             except Exception as e:
                 return ApiWrite(ApiOutcome.REJECTED, check, e)
             if spec == check.spec and check.source is CheckSource.API and not check.archived:
@@ -488,6 +516,9 @@ class Store(SqliteReads):
             if owner is not None and (check is None or owner.id != check.id):
                 return compat.AliasTaken(f"{name} already names the check {owner.slug!r}")
         return None
+    def _live_spec(self, slug: str) -> CheckSpec | None:
+        check = self._by_slug.get(slug)
+        return None if check is None or check.archived else check.spec
 
     async def api_archive(self, slug: str, now: datetime) -> ApiWrite:
         """Archive a check as the config does for a removed table: no longer listed or alerted, history kept."""
@@ -532,6 +563,8 @@ class Store(SqliteReads):
 
         def op(conn: sqlite3.Connection) -> int:
             checks = [c for c in map(self._by_id.get, check_ids) if c is not None]
+            # Parents first: a parent found down in this pass holds back its children's alerts of the same pass.
+            checks.sort(key=lambda c: bool(c.spec.depends_on))
             return self.book.evaluate(conn, checks, now)
 
         # long: up to DUE_BATCH checks evaluated in one transaction, off the event loop

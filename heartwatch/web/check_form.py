@@ -58,6 +58,7 @@ LABELS: dict[str, str] = {
     "remind_every": "Remind every", "alerts": "Alert targets", "tags": "Tags", "methods": "Methods",
     "fail_keywords": "Fail keywords", "resume_on_ping": "Resume on ping", "maintenance": "Maintenance windows",
     "description": "Description",
+    "depends_on": "Depends on", "after": "Runs after",
 }
 
 

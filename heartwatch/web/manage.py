@@ -31,7 +31,7 @@ from heartwatch.web import check_form
 from heartwatch.web.api_errors import ApiError
 from heartwatch.web.auth import Auth, Session, cross_site, forbidden, read_form, request_session, safe_next
 from heartwatch.web.check_form import CONFIG_CHECK, EDITING_OFF
-from heartwatch.web.check_input import check_slug, hold_until, validate
+from heartwatch.web.check_input import check_slug, hold_until, refusal, validate
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.render import not_found_page, render
 
@@ -144,11 +144,11 @@ async def create(request: Request, hub: Hub, form: dict[str, str]) -> Response:
         result_error: Exception | None = ApiError(409, f"slug: a check named {slug!r} exists already (in the "
                                                   "config file); choose another slug", "slug")
     else:
-        result_error = result.error
+        result_error = None if result.error is None else refusal(result.error)
     if result_error is not None:
         assert isinstance(result_error, ApiError)
         state.errors[result_error.field or "slug"] = result_error.message
-        return _form_page(request, hub, state, None, 409)
+        return _form_page(request, hub, state, None, result_error.status)
     _changed(hub)
     return RedirectResponse(f"/checks/{slug}", 303)
 
@@ -169,6 +169,11 @@ async def save(request: Request, hub: Hub, form: dict[str, str]) -> Response:
         state.errors[e.field or "slug"] = e.message
         return _form_page(request, hub, state, check, 422)
     result = await hub.store.api_save_check(slug, lambda _current: spec, hub.clock(), create=False)
+    if result.error is not None:  # the dependency graph refused it: an unknown parent, a cycle
+        error = refusal(result.error)
+        assert isinstance(error, ApiError)
+        state.errors[error.field or "slug"] = error.message
+        return _form_page(request, hub, state, check, 422)
     if result.outcome is ApiOutcome.READ_ONLY:
         return _message_page("Not editable here", CONFIG_CHECK, 409, slug)
     if result.outcome is ApiOutcome.NOT_FOUND:
