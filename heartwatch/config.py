@@ -25,6 +25,7 @@ from typing import Any
 import rtoml
 
 from heartwatch.core import values as v
+from heartwatch.core.dependencies import check_graph
 from heartwatch.core.model import CheckSpec
 from heartwatch.core.settings import Synchronous, describe, parse_check
 from heartwatch.core.values import NAME_RE, RESERVED_STEPS, SECRET_KEY_RE, SLUG_RE, ConfigError, step_name
@@ -51,6 +52,7 @@ class Settings:
     remind_every: timedelta = timedelta(days=1)  # while a check stays down; 0 = never
     retry_first: timedelta = timedelta(seconds=10)  # first wait before re-sending a failed alert
     api_tokens: tuple[str, ...] = ()
+    api_read_tokens: tuple[str, ...] = ()  # read-only keys of the Healthchecks-compatible API (/api/v3/)
     web_password: str | None = None
     checks: dict[str, CheckSpec] = field(default_factory=dict)
     config_path: Path | None = None
@@ -165,6 +167,9 @@ SERVER_SETTINGS: tuple[ServerSetting, ...] = (
                   "The first wait before a failed alert is sent again (the wait doubles each time)."),
     ServerSetting("api", "tokens", "api_tokens", v.str_list, "list of strings",
                   "Bearer tokens for the write API; with none, writes are refused.", "HEARTWATCH_API_TOKEN",
+                  secret=True),
+    ServerSetting("api", "read_tokens", "api_read_tokens", v.str_list, "list of strings",
+                  "Read-only keys of the Healthchecks-compatible API under /api/v3/.", "HEARTWATCH_API_READ_TOKEN",
                   secret=True),
     ServerSetting("web", "password", "web_password", v.text, "string",
                   "The password of the web login; with none, pages are open.", "HEARTWATCH_WEB_PASSWORD",
@@ -290,4 +295,5 @@ def _settings(doc: dict[str, Any], config_path: Path | None, environ: Mapping[st
         raise ConfigError("checks", checks_table, "expected [checks.<slug>] tables")
     default_tz = values.get("timezone", "UTC")
     checks = {slug: parse_check(slug, table, default_tz) for slug, table in checks_table.items()}
+    check_graph(checks)
     return Settings(**values, checks=checks, config_path=config_path)

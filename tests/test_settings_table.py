@@ -85,7 +85,7 @@ def test_each_server_setting_reads_from_the_file(tmp_path: Path) -> None:
                                "body_limit": "5",
                                "retention": "20", "rate_limit": "3", "synchronous": '"full"',
                                "urls": '["json://a"]', "remind_every": '"1h"', "retry_first": '"5s"',
-                               "tokens": '["t"]', "password": '"p"'}
+                               "tokens": '["t"]', "read_tokens": '["r"]', "password": '"p"'}
     sections: dict[str, list[str]] = {}
     for s in SERVER_SETTINGS:
         sections.setdefault(s.section, []).append(f"{s.key} = {samples[s.key]}")

@@ -28,6 +28,7 @@ class _Commands(click.Group):
         "checks": "heartwatch.cli.checks:checks",
         "backup": "heartwatch.cli.backup:backup_cmd",
         "copy-db": "heartwatch.cli.copy_db:copy_db_cmd",
+        "import": "heartwatch.cli.import_cmd:import_group",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from heartwatch.core.model import Check
 from heartwatch.web.api_errors import error
-from heartwatch.web.api_json import check_json, event_json, run_json
+from heartwatch.web.api_json import check_json, event_json, relatives_for_json, run_json
 from heartwatch.web.hub import hub_of
 
 
@@ -21,7 +21,9 @@ def limit_param(request: Request, default: int, most: int = 1000) -> int:
 
 async def list_checks(request: Request) -> Response:
     hub = hub_of(request)
-    return JSONResponse({"checks": [check_json(hub, snap) for snap in await hub.store.snapshots()]})
+    snaps = await hub.store.snapshots()
+    by_slug = {s.check.slug: s for s in snaps}
+    return JSONResponse({"checks": [check_json(hub, snap, by_slug) for snap in snaps]})
 
 
 async def _check_or_404(request: Request) -> Check | None:
@@ -33,7 +35,7 @@ async def get_check(request: Request) -> Response:
     snap = await hub.store.snapshot(request.path_params["slug"])
     if snap is None:
         return error(404, "no such check", "slug")
-    return JSONResponse(check_json(hub, snap))
+    return JSONResponse(check_json(hub, snap, await relatives_for_json(hub, snap)))
 
 
 async def list_runs(request: Request) -> Response:

@@ -8,9 +8,8 @@ limited per client address, so guessing over the network is impractical.
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import parse_qs
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -21,6 +20,7 @@ from heartwatch.web.auth import (
     Auth,
     cross_site,
     forbidden,
+    read_form,
     request_session,
     safe_next,
 )
@@ -41,24 +41,6 @@ def login_limiter() -> FixedWindow:
 def _auth(request: Request) -> Auth | None:
     auth: Auth | None = request.app.state.auth
     return auth
-
-
-async def _form(request: Request) -> dict[str, str] | None:
-    """The urlencoded body as a dict of first values; None when it is too large or the client left."""
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM:
-                return None
-    except ClientDisconnect:
-        return None
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {key: values[0] for key, values in fields.items()}
-
-
-
-
 
 
 def _login_page(auth: Auth, next_path: str, message: str | None = None,
@@ -84,7 +66,7 @@ async def login(request: Request) -> Response:
     auth = _auth(request)
     if auth is None:
         return RedirectResponse("/", 303)
-    form = await _form(request)
+    form = await read_form(request, MAX_FORM)
     if form is None:
         return PlainTextResponse("the login form is too large", 413)
     if cross_site(request) or not auth.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf", "")):
@@ -118,7 +100,7 @@ async def logout(request: Request) -> Response:
     session = request_session(auth, request.scope)
     if session is None:
         return RedirectResponse("/login", 303)
-    form = await _form(request)
+    form = await read_form(request, MAX_FORM)
     if form is None:
         return PlainTextResponse("the form is too large", 413)
     if cross_site(request) or not auth.session_csrf_ok(session, form.get("csrf", "")):
