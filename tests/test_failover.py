@@ -6,6 +6,7 @@ Needs PostgreSQL (tests/support/postgres.py); skips, saying why, without it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -201,3 +202,16 @@ def test_serve_on_a_postgresql_it_cannot_reach_exits_1_with_one_line(tmp_path: P
     assert line.startswith("heartwatch: cannot open the database postgresql://hw:***@127.0.0.1:")
     assert "s3cret" not in proc.stderr + proc.stdout and "Connection refused" in line
     assert list(tmp_path.iterdir()) == []  # no SQLite file named after the URL
+
+
+def test_the_checks_command_reads_a_postgresql_database(pair: tuple[Server, Server], pg_cluster: Cluster) -> None:
+    a, _ = pair
+    assert a.db_url is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTWATCH_")}
+    shown = subprocess.run([sys.executable, "-m", "heartwatch", "checks", "--db", a.db_url, "--json"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert sorted(c["slug"] for c in json.loads(shown.stdout)) == ["backup", "busy", "job"]
+    empty = subprocess.run([sys.executable, "-m", "heartwatch", "checks", "--db", pg_cluster.new_database()],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert empty.returncode == 1 and "is not a heartwatch database" in empty.stderr, empty.stderr

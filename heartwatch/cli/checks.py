@@ -22,7 +22,7 @@ import click
 import httpx
 
 from heartwatch.cli.ping_client import DEFAULT_SERVER
-from heartwatch.cli.settings import settings_or_exit
+from heartwatch.cli.settings import db_flag, settings_or_exit
 from heartwatch.clock import system_clock
 from heartwatch.core.model import Check, CheckSpec, Run, RunState, Watch
 from heartwatch.core.schedule import next_expected_start
@@ -83,12 +83,29 @@ def _line(check: Check, last: Run | None, watch: Watch | None, now: datetime) ->
 def read_db(path: Path | str, now: datetime) -> list[CheckLine]:
     """The live checks from a heartwatch database, opened read-only."""
     if not isinstance(path, Path):
-        raise ChecksError("--db reads a SQLite file; for a PostgreSQL database ask a server with --server URL")
+        return _read_postgresql(path, now)
     if not path.is_file():
         raise ChecksError(f"no database at {path}; give --db PATH, or --server URL to ask a running server")
 
     async def read() -> list[CheckSnapshot]:
         async with ReadOnlyStore.open(path) as store:
+            return await store.snapshots()
+
+    try:
+        snapshots = asyncio.run(read())
+    except UnreadableDatabase as e:
+        raise ChecksError(str(e)) from None
+    return [_line(s.check, s.last_run, s.watch, now) for s in snapshots]
+
+
+def _read_postgresql(url: str, now: datetime) -> list[CheckLine]:
+    try:
+        from heartwatch.store.postgres import PgReadOnlyStore
+    except ImportError:
+        raise ChecksError("a postgresql:// database needs psycopg 3: pip install 'psycopg[binary]'") from None
+
+    async def read() -> list[CheckSnapshot]:
+        async with PgReadOnlyStore.open(url) as store:
             return await store.snapshots()
 
     try:
@@ -216,15 +233,16 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), envvar="HEARTWATCH_DB",
-              help="Read this database directly (read-only; safe while the server runs).  [env HEARTWATCH_DB]")
+@click.option("--db", envvar="HEARTWATCH_DB",
+              help="Read this database (a SQLite file or a postgresql:// URL) directly (read-only; safe while the"
+                   " server runs).  [env HEARTWATCH_DB]")
 @click.option("--server", envvar="HEARTWATCH_URL",
               help=f"Ask this server's API instead.  [env HEARTWATCH_URL; default {DEFAULT_SERVER}]")
 @click.option("--config", "-c", type=click.Path(path_type=Path, dir_okay=False), envvar="HEARTWATCH_CONFIG",
               help="heartwatch.toml whose [server] db to read, when neither --db nor --server is given.")
 @click.option("--json", "as_json_", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
-def checks(ctx: click.Context, db: Path | None, server: str | None, config: Path | None, as_json_: bool) -> None:
+def checks(ctx: click.Context, db: str | None, server: str | None, config: Path | None, as_json_: bool) -> None:
     """Show every check: status, last run, last step and next due.
 
     Reads the database with --db, or a server's API with --server. Without either: the config's
@@ -241,7 +259,7 @@ def checks(ctx: click.Context, db: Path | None, server: str | None, config: Path
     now = system_clock()
     try:
         if db is not None and (_explicit(ctx, "db") or not server):
-            lines = read_db(db, now)
+            lines = read_db(db_flag(db) or Path(db), now)
         elif server:
             lines = read_api(server, now)
         elif config is not None:

@@ -20,19 +20,21 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
 import aiosqlite
 import psycopg
 
+from heartwatch.config import redact_db
 from heartwatch.core.model import CheckSpec
 from heartwatch.core.settings import Synchronous
-from heartwatch.store.base import LeaderLock
+from heartwatch.store.base import LeaderLock, UnreadableDatabase
 from heartwatch.store.dialect import KEEPALIVES, PgConnection, PgReader
 from heartwatch.store.migrations import MIGRATIONS, migrate
 from heartwatch.store.outbox import AlertPolicy
+from heartwatch.store.reads import SqliteReads
 from heartwatch.store.sqlite import Store
 from heartwatch.store.writer import Writer
 
@@ -174,6 +176,31 @@ class PostgresStore(Store):
     async def change_version(self) -> int:
         [(version,)] = await self._all("SELECT version FROM writes")
         return int(version)
+
+
+class PgReadOnlyStore(SqliteReads):
+    """A PostgreSQL database opened to read only (`heartwatch checks --db postgresql://...`): no writer, no
+    migrations, nothing written."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pg = PgReader(url)
+        self._reader = cast(aiosqlite.Connection, self._pg)
+
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def open(url: str) -> AsyncIterator[PgReadOnlyStore]:
+        """Raises UnreadableDatabase with the line to show, here or from a read inside the `async with`."""
+        store = PgReadOnlyStore(url)
+        try:
+            yield store
+        except psycopg.errors.UndefinedTable:
+            raise UnreadableDatabase(f"{redact_db(url)} is not a heartwatch database (or one a server has not"
+                                     " opened yet)") from None
+        except psycopg.Error as e:
+            raise UnreadableDatabase(f"cannot read {redact_db(url)}: {' '.join(str(e).split())}") from None
+        finally:
+            await store._pg.close()
 
 
 class PgLeaderLock:
