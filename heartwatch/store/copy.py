@@ -91,7 +91,13 @@ class _Db:
             return set()
 
     def rows(self, table: str, columns: list[str]) -> Iterator[list[tuple[Any, ...]]]:
-        cur = self.conn.execute(f"SELECT {', '.join(columns)} FROM {table}")
+        sql = f"SELECT {', '.join(columns)} FROM {table}"
+        if self.pg:  # a server-side cursor: a table of millions of events is streamed, not held in memory
+            cur = self.conn.raw.cursor(name=f"copy_{table}")
+            cur.itersize = CHUNK
+            cur.execute(sql)
+        else:
+            cur = self.conn.execute(sql)
         batch = []
         for row in cur:
             batch.append(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
