@@ -215,3 +215,19 @@ def test_the_checks_command_reads_a_postgresql_database(pair: tuple[Server, Serv
     empty = subprocess.run([sys.executable, "-m", "heartwatch", "checks", "--db", pg_cluster.new_database()],
                            capture_output=True, text=True, env=env, timeout=60)
     assert empty.returncode == 1 and "is not a heartwatch database" in empty.stderr, empty.stderr
+
+
+def test_a_hung_leader_is_replaced_and_steps_down_when_it_wakes(pair: tuple[Server, Server]) -> None:
+    a, b = pair
+    assert a.proc is not None and health(a)["leading"]
+    a.proc.send_signal(signal.SIGSTOP)  # alive to TCP (the kernel answers keepalives), running nothing
+    stopped = time.time()
+    try:
+        wait_for(lambda: health(b)["leading"], TAKEOVER + 2, "the follower to replace the hung leader")
+        took_over = time.time() - stopped
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    assert took_over <= TAKEOVER, took_over
+    wait_for(lambda: not health(a)["leading"], TAKEOVER, "the woken leader to step down")
+    assert health(a)["leader"] == health(b)["process"]
+    assert "hung?" in b.log() and "lost the leader's lock" in a.log()

@@ -56,6 +56,9 @@ SETUP_LOCK = 0x68770001
 LEADER_LOCK = 0x68770002
 #: How long a look at the leader's lock may take before the lock counts as lost.
 LOCK_CHECK_TIMEOUT = 5.0
+#: Seconds a leader may go without looking at its lock (it looks every second) before another process ends its
+#: session as hung and takes over: well above a busy event loop's stalls, well inside the 10 s of a failover.
+HUNG_AFTER = 6.0
 _BUMP = "UPDATE writes SET version = version + 1 RETURNING version"
 
 
@@ -246,6 +249,8 @@ class PgLeaderLock:
                 conn = await self._connection()
                 cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))
                 row = await cur.fetchone()
+                if not (row and row[0]):
+                    await self._end_a_hung_leader(conn)
         except (psycopg.Error, OSError, TimeoutError) as e:
             if not self._unreachable:
                 log.warning("cannot reach PostgreSQL to ask for the leader's lock (asking again every second): %s",
@@ -256,6 +261,21 @@ class PgLeaderLock:
         self._unreachable = False
         self._held = bool(row and row[0])
         return self._held
+
+    async def _end_a_hung_leader(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """A leader that is alive to TCP but runs nothing (stopped, its event loop blocked, its VM paused) keeps its
+        connection, so PostgreSQL keeps its lock. A leader looks at its lock every second, which moves its
+        session's `state_change`; one that has not for HUNG_AFTER seconds has its session ended here, and the
+        lock is free at the next ask. If it wakes, its next look finds the lock gone and it stops leading."""
+        cur = await conn.execute(
+            "SELECT a.pid, a.application_name, now() - a.state_change FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid::bigint = %s"
+            " AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND a.state = 'idle' AND now() - a.state_change > make_interval(secs => %s)",
+            (LEADER_LOCK & 0xFFFFFFFF, HUNG_AFTER))
+        for pid, name, quiet in await cur.fetchall():
+            log.warning("the leader %s has not looked at its lock for %s (hung?): ending its session", name, quiet)
+            await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
     async def still_held(self) -> bool:
         if not self._held or self._conn is None:
