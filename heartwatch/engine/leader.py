@@ -47,7 +47,7 @@ class Leadership:
         """One look at the lock: take the lead if it is free, give it up if it was lost."""
         if self.leading:
             if not await self.lock.still_held():
-                self.leading = False
+                self.leading, self.known_holder = False, None
                 log.warning("%s lost the leader's lock: scheduler and sender stopped; waiting to lead again", self.name)
                 await self._follow()
         elif await self.lock.acquire():
