@@ -81,11 +81,15 @@ def test_a_missing_or_wrong_token_is_401_and_changes_nothing(server: Server) -> 
     assert not exists(server, "x")
 
 
-@pytest.mark.parametrize("server_env", [{"HEARTWATCH_API_TOKEN": "correct horse battery staple\nsecond-token-0123456789"}])
+TWO_TOKENS = "correct horse battery staple\nsecond-token-0123456789"
+
+
+@pytest.mark.parametrize("server_env", [{"HEARTWATCH_API_TOKEN": TWO_TOKENS}])
 def test_any_configured_token_works_and_only_whole(server: Server) -> None:
     # Issue 14, finding 6: "horse" was a token of its own (tokens were split on spaces and commas).
     for part in ("horse", "correct", "staple", "correct horse"):
-        assert send(server, "POST", "/api/v1/checks", {"slug": "x"}, {"Authorization": f"Bearer {part}"}).status_code == 401
+        r = send(server, "POST", "/api/v1/checks", {"slug": "x"}, {"Authorization": f"Bearer {part}"})
+        assert r.status_code == 401
     auth = {"Authorization": "Bearer correct horse battery staple"}
     assert send(server, "POST", "/api/v1/checks", {"slug": "x"}, auth).status_code == 201
     auth = {"Authorization": "Bearer second-token-0123456789"}
