@@ -45,6 +45,7 @@ class PingOutcome(StrEnum):
     RECORDED = "recorded"
     CREATED = "created"
     NOT_FOUND = "not_found"
+    TOO_MANY = "too_many"  # `?create=1` past [server] max_checks: nothing stored
 
 
 @dataclass
@@ -75,9 +76,10 @@ class Store(SqliteReads):
     WRITE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, RuntimeError)
 
     def __init__(self, path: Path, retention: int = 1000, synchronous: Synchronous = Synchronous.NORMAL,
-                 policy: AlertPolicy | None = None) -> None:
+                 policy: AlertPolicy | None = None, max_checks: int = 10_000) -> None:
         self.path = path
         self.retention = retention
+        self.max_checks = max_checks
         self.writer = Writer(path, on_failure=self._load_state, synchronous=synchronous)
         self._reader: aiosqlite.Connection | None = None
         # Writer-thread state: the check index, rebuilt from disk after any rollback.
@@ -238,6 +240,13 @@ class Store(SqliteReads):
 
     # --- writes ---------------------------------------------------------------------------------------
 
+    def _full(self) -> bool:
+        """No room for another check made by a ping or the API ([server] max_checks; archived ones do not count).
+        Counted only near the cap, so a create costs nothing below it."""
+        if len(self._by_id) < self.max_checks:
+            return False
+        return sum(1 for c in self._by_id.values() if not c.archived) >= self.max_checks
+
     def _insert_check(self, conn: sqlite3.Connection, spec: CheckSpec, source: CheckSource, now: datetime) -> Check:
         return self._insert_checks(conn, [spec], source, now)[0]
 
@@ -367,6 +376,8 @@ class Store(SqliteReads):
             if check is None:
                 if not (req.create and req.slug and self._key_matches(req)):
                     return PingResult(PingOutcome.NOT_FOUND)
+                if self._full():
+                    return PingResult(PingOutcome.TOO_MANY)
                 check = self._insert_check(conn, req.create_spec or CheckSpec(slug=req.slug), CheckSource.PING, ping.at)
                 outcome = PingOutcome.CREATED
             elif check.paused and check.spec.resume_on_ping and (not check.spec.methods
@@ -427,6 +438,8 @@ class Store(SqliteReads):
             if check is None or (check.archived and not create):
                 if not create:
                     return ApiWrite(ApiOutcome.NOT_FOUND, check)
+                if check is None and self._full():
+                    return ApiWrite(ApiOutcome.TOO_MANY)
                 try:
                     spec = build(None)
                 except Exception as e:
@@ -593,6 +606,7 @@ class ApiOutcome(StrEnum):
     NOT_FOUND = "not_found"
     READ_ONLY = "read_only"  # a config check: change it in the file
     REJECTED = "rejected"  # the new settings were refused; `error` says why
+    TOO_MANY = "too_many"  # a new check past [server] max_checks
 
 
 @dataclass

@@ -28,7 +28,7 @@ from heartwatch.store.sqlite import ApiOutcome, ApiWrite
 from heartwatch.web.api_errors import ApiError, error
 from heartwatch.web.api_json import check_json
 from heartwatch.web.bearer import authorize
-from heartwatch.web.check_input import check_slug, hold_until, merge, reject_unknown, validate
+from heartwatch.web.check_input import check_slug, hold_until, merge, reject_unknown, too_many, validate
 from heartwatch.web.hub import Hub, hub_of
 
 log = logging.getLogger("heartwatch.web.api")
@@ -108,6 +108,8 @@ async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200
         return error(404, f"no such check{hint}", "slug")
     if result.outcome is ApiOutcome.READ_ONLY:
         return error(409, READ_ONLY.format(slug=slug), "slug")
+    if result.outcome is ApiOutcome.TOO_MANY:
+        return error(409, too_many(hub.settings.max_checks), "slug")
     snap = await hub.store.snapshot(slug)
     assert snap is not None  # the write committed before we got here
     headers = {"Location": f"/api/v1/checks/{slug}"} if result.outcome is ApiOutcome.CREATED else None

@@ -17,6 +17,7 @@ from heartwatch.core.model import Ping
 from heartwatch.core.pings import BadPing, parse_ping
 from heartwatch.store.sqlite import PingOutcome
 from heartwatch.web.hub import Hub
+from heartwatch.web.limits import cut_user_agent
 from heartwatch.web.ratelimit import FixedWindow
 
 log = logging.getLogger("heartwatch.ping")
@@ -79,7 +80,7 @@ class PingEndpoint:
         ua = headers.get(b"user-agent")
         item = Ping(kind=req.kind, at=now, step=req.step, rid=req.rid, exit_code=req.exit_code, body=body,
                     remote_addr=client[0] if client else None,
-                    user_agent=ua.decode("latin-1") if ua is not None else None, method=scope["method"])
+                    user_agent=cut_user_agent(ua), method=scope["method"])
         try:
             result = await hub.store.record_ping(req, item)
         except hub.store.WRITE_ERRORS:  # the database refused the write (disk full, I/O error): the client retries
@@ -88,6 +89,8 @@ class PingEndpoint:
         # Anything else is a bug: the outer handler logs it and answers 500, which a client does not retry for ever.
         if result.outcome is PingOutcome.NOT_FOUND:
             return 404, "not found"
+        if result.outcome is PingOutcome.TOO_MANY:
+            return 409, f"not created: at most {hub.settings.max_checks} checks ([server] max_checks)"
         for listener in hub.ping_listeners:
             listener(result)
         if result.outcome is PingOutcome.CREATED:

@@ -1,0 +1,136 @@
+"""Issue 14: bounded under abuse. Each numbered finding of the issue, reproduced against the real server (one
+shared server where the tests allow it) or the pure parts, and held now."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from support.ports import free_port
+from support.server import Server, shared_server
+from support.waiting import wait_for
+
+from heartwatch.web import limits
+
+CONFIG = """
+[server]
+max_checks = 3
+retention = 10
+
+[checks.job]
+period = "1h"
+"""
+
+server = shared_server(CONFIG)
+
+
+def events(server: Server, slug: str = "job", limit: int = 5) -> list[dict[str, object]]:
+    data = server.api(f"/checks/{slug}/events?limit={limit}")
+    return data if isinstance(data, list) else data["events"]  # type: ignore[no-any-return]
+
+
+# --- 1. the User-Agent was stored whole; headers had no size limit ---------------------------------------------
+
+
+def test_a_long_user_agent_is_cut_to_500_characters(server: Server) -> None:
+    r = server.post(f"/ping/{server.ping_key}/job/log", headers={"User-Agent": "u" * 10_000})
+    assert r.status_code == 200
+    assert events(server, limit=1)[0]["user_agent"] == "u" * 500
+
+
+def test_headers_over_16_kb_get_431_and_nothing_is_stored(server: Server) -> None:
+    before = len(events(server, limit=1000))
+    r = server.post(f"/ping/{server.ping_key}/job/log", headers={"User-Agent": "u" * 1_000_000})
+    assert r.status_code == 431
+    assert "too large" in r.text
+    r = server.get("/", headers={"X-Pad": "p" * 17_000})
+    assert r.status_code == 431
+    assert len(events(server, limit=1000)) == before
+
+
+# --- 4. ?create=1 had no cap -------------------------------------------------------------------------------------
+
+
+def test_creating_checks_by_ping_stops_at_max_checks(server: Server) -> None:
+    codes = [server.get(f"/ping/{server.ping_key}/flood-{i}?create=1").status_code for i in range(4)]
+    assert codes[:2] == [201, 201]  # "job" from the config is the first of 3
+    assert codes[2:] == [409, 409]
+    r = server.get(f"/ping/{server.ping_key}/flood-9?create=1")
+    assert "max_checks" in r.text
+    assert server.get(f"/ping/{server.ping_key}/flood-0").status_code == 200  # those made still take pings
+
+
+# --- 5. X-Forwarded-For was believed from loopback ------------------------------------------------------------------
+
+
+def test_forwarded_headers_from_an_untrusted_address_are_ignored(server: Server) -> None:
+    r = server.post(f"/ping/{server.ping_key}/job/log", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 200
+    assert events(server, limit=1)[0]["remote_addr"] == "127.0.0.1"
+
+
+# --- 9. slow clients held a connection as long as they liked --------------------------------------------------------
+
+
+class QuickLimits(limits.LimitedHttp):
+    head_timeout, body_timeout = 0.3, 0.6
+
+
+async def hello(scope: dict[str, object], receive: object, send: object) -> None:
+    assert callable(receive) and callable(send)
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hi"})
+
+
+@pytest.fixture(scope="module")
+def quick() -> Iterator[int]:
+    """uvicorn with the limits' protocol (short timeouts), in a thread."""
+    port = free_port()
+    config = uvicorn.Config(hello, host="127.0.0.1", port=port, http=QuickLimits, log_level="error", lifespan="off")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(srv.serve()), daemon=True)
+    thread.start()
+    wait_for(lambda: srv.started, 10, "uvicorn to start")
+    yield port
+    srv.should_exit = True
+    thread.join(10)
+
+
+def closed_by_server(sock: socket.socket, within: float = 5.0) -> bool:
+    sock.settimeout(within)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: x\r\n",
+                                  b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"])
+def test_a_slow_or_silent_client_is_disconnected(quick: int, sent: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", quick)) as sock:
+        sock.sendall(sent)
+        assert closed_by_server(sock)
+
+
+def test_a_head_that_never_ends_is_refused_before_it_is_read_whole(quick: int) -> None:
+    with socket.create_connection(("127.0.0.1", quick)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nUser-Agent: " + b"u" * (limits.HEAD_BUFFER + 4096))
+        sock.settimeout(5)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 431")  # at once, not after the head timeout
+
+
+def test_a_prompt_client_is_served_on_a_kept_alive_connection(quick: int) -> None:
+    with httpx.Client() as client:
+        for _ in range(3):
+            assert client.get(f"http://127.0.0.1:{quick}/").text == "hi"
+            time.sleep(0.1)
