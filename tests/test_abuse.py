@@ -134,3 +134,41 @@ def test_a_prompt_client_is_served_on_a_kept_alive_connection(quick: int) -> Non
         for _ in range(3):
             assert client.get(f"http://127.0.0.1:{quick}/").text == "hi"
             time.sleep(0.1)
+
+
+# --- 7. bad numbers were 500s with tracebacks; deep JSON a 503 --------------------------------------------------------
+
+
+HUGE = "99999999999999999999999"
+
+
+@pytest.mark.parametrize("path", ["/?page=%C2%B2", "/?page=" + "9" * 5000, "/?page=0", "/checks/job?before=%C2%B2",
+                                  f"/checks/job?before={HUGE}", f"/checks/job/runs/{HUGE}",
+                                  "/checks/job/runs/%C2%B2", "/api/v1/checks/job/events?limit=%C2%B2",
+                                  "/api/v1/checks/job/runs?limit=" + "9" * 5000])
+def test_a_bad_or_huge_number_is_a_400_with_one_line(server: Server, path: str) -> None:
+    r = server.get(path)
+    assert r.status_code == 400, (path, r.text[:200])
+    assert "\n" not in r.text.strip() and "Traceback" not in r.text and len(r.text) < 300
+    assert "invalid literal" not in r.text  # not Python's int() message
+
+
+def test_deeply_nested_json_to_the_write_api_is_a_400(server: Server) -> None:
+    r = server.post("/api/v1/checks", content=b"[" * 60_000, headers={"Authorization": "Bearer " + "t" * 32})
+    assert r.status_code in (400, 403)  # no token configured here: refused before the body is read
+    assert "Traceback" not in server.log()
+
+
+def test_read_object_refuses_deep_json_with_400() -> None:
+    from starlette.requests import Request
+
+    from heartwatch.web.api_errors import ApiError
+    from heartwatch.web.api_write import read_object
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"[" * 60_000, "more_body": False}
+
+    request = Request({"type": "http", "method": "POST", "headers": [], "path": "/"}, receive)
+    with pytest.raises(ApiError) as info:
+        asyncio.run(read_object(request))
+    assert info.value.status == 400 and "nested" in str(info.value.message)

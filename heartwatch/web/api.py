@@ -10,13 +10,14 @@ from heartwatch.core.model import Check
 from heartwatch.web.api_errors import error
 from heartwatch.web.api_json import check_json, event_json, run_json
 from heartwatch.web.hub import hub_of
+from heartwatch.web.params import whole
 
 
 def limit_param(request: Request, default: int, most: int = 1000) -> int:
-    raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
-        raise ValueError(f"limit must be a whole number from 1 to {most}")
-    return int(raw)
+    """Raises BadParam (a ValueError) with the reason."""
+    limit = whole(request.query_params.get("limit"), "limit", 1, most, default)
+    assert limit is not None
+    return limit
 
 
 async def list_checks(request: Request) -> Response:

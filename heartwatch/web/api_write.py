@@ -69,6 +69,8 @@ async def read_object(request: Request) -> dict[str, Any]:
         doc = json.loads(body) if body.strip() else None
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"the body is not valid JSON: {e}") from None
+    except RecursionError:  # `[` x 60,000: nested deeper than the parser goes
+        raise ApiError(400, "the body is nested too deeply; a check is a flat JSON object") from None
     if not isinstance(doc, dict):
         raise ApiError(400, 'expected a JSON object as the body, like {"slug": "backup", "schedule": "0 2 * * *"}')
     return doc
