@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
 from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, Run
 from heartwatch.core.pings import PingRequest
-from heartwatch.core.runs import Applied, apply_ping
+from heartwatch.core.runs import Applied, apply_ping, make_room
 from heartwatch.core.settings import Synchronous
 from heartwatch.store import codec, outbox
 from heartwatch.store.base import Reads
@@ -34,6 +35,7 @@ from heartwatch.store.watches import WatchBook
 from heartwatch.store.writer import Writer
 
 log = logging.getLogger("heartwatch.store.sqlite")
+K = TypeVar("K")
 
 #: Events between two prunes of one check's history: keeps pruning off most pings.
 PRUNE_EVERY = 100
@@ -87,8 +89,10 @@ class Store(SqliteReads):
         self._by_uuid: dict[str, Check] = {}
         self._by_slug: dict[str, Check] = {}
         self._since_prune: dict[int, int] = {}
-        # Open runs by check: every ping needs them, so they are kept here instead of read and decoded each time.
-        self._open: dict[int, list[Run]] = {}
+        # Open runs by check (by run id, oldest first) and by (check, rid): every ping needs them, so they are
+        # kept here instead of read and decoded each time; a ping finds its run by rid, never by a scan.
+        self._open: dict[int, dict[int, Run]] = {}
+        self._open_by_rid: dict[tuple[int, str | None], dict[int, Run]] = {}
         # Each check's watch and the alert decisions' writes, on the writer thread (store/watches.py).
         self.book = WatchBook(self.open_runs, self.save_run, policy or AlertPolicy())
         self._ping_key = ""
@@ -212,26 +216,33 @@ class Store(SqliteReads):
         self._by_id = {c.id: c for c in checks}
         self._by_uuid = {c.uuid: c for c in checks}
         self._by_slug = {c.slug: c for c in checks}
-        self._open = {}
-        for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL"):
-            run = codec.run_from_row(row)
-            self._open.setdefault(run.check_id, []).append(run)
+        self._open, self._open_by_rid = {}, {}
+        for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL ORDER BY id"):
+            self._keep_open(codec.run_from_row(row))
         self.book.forget()
 
     def open_runs(self, check_id: int) -> list[Run]:
-        """A check's open runs (running, or timed out awaiting a late finish). Writer thread only."""
-        return self._open.get(check_id, [])
+        """A check's open runs (running, or timed out awaiting a late finish), oldest first. Writer thread only."""
+        runs = self._open.get(check_id)
+        return list(runs.values()) if runs else []
+
+    def _open_with_rid(self, check_id: int, rid: str | None) -> list[Run]:
+        runs = self._open_by_rid.get((check_id, rid))
+        return list(runs.values()) if runs else []
+
+    def _keep_open(self, run: Run) -> None:
+        assert run.id is not None
+        self._open.setdefault(run.check_id, {})[run.id] = run
+        self._open_by_rid.setdefault((run.check_id, run.rid), {})[run.id] = run
 
     def save_run(self, conn: sqlite3.Connection, run: Run) -> None:
         """Write a run and keep the open-run index in step. Writer thread only."""
         save_run(conn, run)
-        others = [r for r in self._open.get(run.check_id, []) if r.id != run.id]
+        assert run.id is not None
+        _forget(self._open, run.check_id, run.id)
+        _forget(self._open_by_rid, (run.check_id, run.rid), run.id)
         if run.ended_at is None:
-            others.append(run)
-        if others:
-            self._open[run.check_id] = others
-        else:
-            self._open.pop(run.check_id, None)
+            self._keep_open(run)
 
     def _index(self, check: Check) -> None:
         self._by_id[check.id] = check
@@ -386,7 +397,10 @@ class Store(SqliteReads):
                 check.paused = False
                 self._changed(conn, [check], ping.at)
             # 1. the runs: what the ping opened, marked or closed (pure)
-            applied = apply_ping(check.id, check.spec, self.open_runs(check.id), ping)
+            applied = apply_ping(check.id, check.spec, self._open_with_rid(check.id, ping.rid), ping)
+            if applied.opened is not None:  # at most MAX_OPEN_RUNS per check: the oldest is closed
+                open_runs = self._open.get(check.id, {})
+                make_room(applied, len(open_runs), next(iter(open_runs.values()), None), ping)
             for run in applied.changed:
                 self.save_run(conn, run)
             self._insert_event(conn, check.id, applied.run, ping, ignored=applied.ignored)
@@ -579,6 +593,14 @@ def new_uuids(n: int) -> list[str]:
     h = raw.hex()
     return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
             for i in range(0, 32 * n, 32)]
+
+
+def _forget(index: dict[K, dict[int, Run]], key: K, run_id: int) -> None:
+    runs = index.get(key)
+    if runs is not None:
+        runs.pop(run_id, None)
+        if not runs:
+            del index[key]
 
 
 def save_run(conn: sqlite3.Connection, run: Run) -> None:
