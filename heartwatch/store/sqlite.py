@@ -25,7 +25,7 @@ from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, Run
 from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import Applied, apply_ping, make_room
 from heartwatch.core.settings import Synchronous
-from heartwatch.store import codec, outbox
+from heartwatch.store import codec, outbox, retention
 from heartwatch.store.base import Reads
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
 from heartwatch.store.migrations import MIGRATIONS, migrate
@@ -39,6 +39,8 @@ K = TypeVar("K")
 
 #: Events between two prunes of one check's history: keeps pruning off most pings.
 PRUNE_EVERY = 100
+#: Hours of pruned runs' uptime kept: the longest window (30 days) and a day to spare.
+HOURS_KEPT = 31 * 24
 #: The kind of a stored event whose method the check does not count (`methods`): logged, nothing changed.
 IGNORED = "ignored"
 
@@ -421,14 +423,17 @@ class Store(SqliteReads):
              ping.step, ping.rid, ping.exit_code, ping.body or None, ping.remote_addr, ping.user_agent, ping.method))
         count = self._since_prune.get(check_id, 0) + 1
         if count >= PRUNE_EVERY:
-            self._prune(conn, check_id)
-            count = 0
+            more = self._prune(conn, check_id, ping.at)
+            count = PRUNE_EVERY - 1 if more else 0  # a full batch: go on at the next ping, not all at once
         self._since_prune[check_id] = count
 
-    def _prune(self, conn: sqlite3.Connection, check_id: int) -> None:
-        conn.execute(
-            "DELETE FROM events WHERE check_id = ? AND id < (SELECT id FROM events WHERE check_id = ?"
-            " ORDER BY id DESC LIMIT 1 OFFSET ?)", (check_id, check_id, self.retention - 1))
+    def _prune(self, conn: sqlite3.Connection, check_id: int, now: datetime) -> bool:
+        """One batch of the check's history past the retention (store/retention.py); True if more is left."""
+        keep = self.retention
+        deleted = (retention.prune_events(conn, check_id, keep), retention.prune_runs(conn, check_id, keep),
+                   retention.prune_alerts(conn, check_id, keep))
+        retention.prune_hours(conn, check_id, int(now.timestamp() // 3600) - HOURS_KEPT)
+        return max(deleted) >= retention.BATCH
 
     # --- API writes -----------------------------------------------------------------------------------
     # The write API's operations. Each decides and writes in one writer operation, so two requests for one
