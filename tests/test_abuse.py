@@ -4,6 +4,7 @@ shared server where the tests allow it) or the pure parts, and held now."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -172,3 +173,26 @@ def test_read_object_refuses_deep_json_with_400() -> None:
     with pytest.raises(ApiError) as info:
         asyncio.run(read_object(request))
     assert info.value.status == 400 and "nested" in str(info.value.message)
+
+
+# --- 8. a full disk logged one traceback per failed ping -------------------------------------------------
+
+
+def test_the_same_error_is_logged_once_per_interval_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    from heartwatch.web.log_throttle import LogThrottle
+
+    now = [0.0]
+    throttle = LogThrottle(logging.getLogger("test.throttle"), interval=60, clock=lambda: now[0])
+    full = OSError(28, "database or disk is full")
+    with caplog.at_level(logging.ERROR, "test.throttle"):
+        for i in range(12_010):
+            now[0] = i * 8 / 12_010  # 12,010 failed pings in 8 s
+            throttle.exception("could not store a ping", full)
+        assert len(caplog.records) == 1 and caplog.records[0].exc_info is not None  # the first, whole
+        now[0] = 61
+        throttle.exception("could not store a ping", full)
+        throttle.exception("could not store a ping", ValueError("something else"))
+    assert len(caplog.records) == 3
+    assert "12010 times in the last 61 s" in caplog.records[1].getMessage()
+    assert caplog.records[1].exc_info is None  # no second traceback
+    assert "something else" in str(caplog.records[2].exc_info)

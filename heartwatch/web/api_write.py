@@ -30,6 +30,7 @@ from heartwatch.web.api_json import check_json
 from heartwatch.web.bearer import authorize
 from heartwatch.web.check_input import check_slug, hold_until, merge, reject_unknown, too_many, validate
 from heartwatch.web.hub import Hub, hub_of
+from heartwatch.web.log_throttle import LogThrottle
 
 log = logging.getLogger("heartwatch.web.api")
 
@@ -79,6 +80,9 @@ async def read_object(request: Request) -> dict[str, Any]:
 Handler = Callable[[Request, Hub], Awaitable[Response]]
 
 
+_errors = LogThrottle(log)  # the same failure again within a minute is counted, not logged again
+
+
 def write_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Authorize, run the handler, turn ApiError into JSON, and tell listeners that a check changed."""
 
@@ -89,8 +93,8 @@ def write_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]
             response = await handler(request, hub)
         except ApiError as e:
             return e.response()
-        except hub.store.WRITE_ERRORS:  # the database refused the write, or we are shutting down
-            log.exception("could not store an API change")
+        except hub.store.WRITE_ERRORS as e:  # the database refused the write, or we are shutting down
+            _errors.exception("could not store an API change", e)
             return error(503, "could not store the change; try again")
         if response.status_code < 300:
             for listener in hub.change_listeners:

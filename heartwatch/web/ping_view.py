@@ -18,6 +18,7 @@ from heartwatch.core.pings import BadPing, parse_ping
 from heartwatch.store.sqlite import PingOutcome
 from heartwatch.web.hub import Hub
 from heartwatch.web.limits import cut_user_agent
+from heartwatch.web.log_throttle import LogThrottle
 from heartwatch.web.ratelimit import FixedWindow
 
 log = logging.getLogger("heartwatch.ping")
@@ -36,6 +37,7 @@ class PingEndpoint:
         # [server] rate_limit: pings per minute per check URL; None (the default) costs a ping nothing.
         rate = hub.settings.rate_limit
         self.flood = FixedWindow(rate, 60.0) if rate > 0 else None
+        self.errors = LogThrottle(log)  # a full disk fails every ping the same way: logged once a minute
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
@@ -44,8 +46,8 @@ class PingEndpoint:
         limit = self.hub.settings.body_limit
         try:
             status, text = await self._ping(scope, receive, limit)
-        except Exception:  # never a traceback to the client; the log has it
-            log.exception("ping failed")
+        except Exception as e:  # never a traceback to the client; the log has it (once a minute)
+            self.errors.exception("ping failed", e)
             status, text = 500, "internal error; see the heartwatch log"
         body = b"" if scope["method"] == "HEAD" else text.encode()
         await send({"type": "http.response.start", "status": status, "headers": [
@@ -83,8 +85,8 @@ class PingEndpoint:
                     user_agent=cut_user_agent(ua), method=scope["method"])
         try:
             result = await hub.store.record_ping(req, item)
-        except hub.store.WRITE_ERRORS:  # the database refused the write (disk full, I/O error): the client retries
-            log.exception("could not store a ping")
+        except hub.store.WRITE_ERRORS as e:  # the database refused the write (disk full, I/O error): the client retries
+            self.errors.exception("could not store a ping", e)
             return 503, "could not store the ping; try again"
         # Anything else is a bug: the outer handler logs it and answers 500, which a client does not retry for ever.
         if result.outcome is PingOutcome.NOT_FOUND:
