@@ -21,11 +21,15 @@ from heartwatch.web import limits
 
 CONFIG = """
 [server]
-max_checks = 3
+max_checks = 4
 retention = 10
 
 [checks.job]
 period = "1h"
+
+[checks.evil]
+name = "invoice\u202egnp.exe"
+tags = ["o\u200bps"]
 """
 
 server = shared_server(CONFIG)
@@ -60,7 +64,7 @@ def test_headers_over_16_kb_get_431_and_nothing_is_stored(server: Server) -> Non
 
 def test_creating_checks_by_ping_stops_at_max_checks(server: Server) -> None:
     codes = [server.get(f"/ping/{server.ping_key}/flood-{i}?create=1").status_code for i in range(4)]
-    assert codes[:2] == [201, 201]  # "job" from the config is the first of 3
+    assert codes[:2] == [201, 201]  # "job" and "evil" from the config are the first 2 of 4
     assert codes[2:] == [409, 409]
     r = server.get(f"/ping/{server.ping_key}/flood-9?create=1")
     assert "max_checks" in r.text
@@ -196,3 +200,28 @@ def test_the_same_error_is_logged_once_per_interval_with_a_count(caplog: pytest.
     assert "12010 times in the last 61 s" in caplog.records[1].getMessage()
     assert caplog.records[1].exc_info is None  # no second traceback
     assert "something else" in str(caplog.records[2].exc_info)
+
+
+# --- 11. bidi overrides and zero-width characters were shown raw -------------------------------------------------
+
+
+def test_hidden_characters_are_refused_in_slugs(server: Server) -> None:
+    for slug in ("%E2%80%AEjob", "jo%E2%80%8Bb"):
+        assert server.get(f"/ping/{server.ping_key}/{slug}?create=1").status_code in (400, 404, 422)
+        assert server.get(f"/checks/{slug}").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/", "/checks/evil"])
+def test_hidden_characters_in_names_and_tags_are_shown_spelled_out(server: Server, path: str) -> None:
+    page = server.get(path).text
+    assert "\u202e" not in page and "\u200b" not in page
+    assert "invoice[U+202E]gnp.exe" in page and "o[U+200B]ps" in page
+
+
+def test_visible_keeps_markup_safe() -> None:
+    from markupsafe import Markup
+
+    from heartwatch.web.format import visible
+
+    assert visible(Markup("<b>a\u2066b</b>")) == Markup("<b>a[U+2066]b</b>")
+    assert visible("plain") == "plain" and visible(5) == 5
