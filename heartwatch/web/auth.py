@@ -38,6 +38,8 @@ from heartwatch.web.bearer import authorize
 
 SESSION_COOKIE = "heartwatch_session"
 LOGIN_COOKIE = "heartwatch_login"  # the nonce the login form's CSRF token is bound to
+KNOWN_COOKIE = "heartwatch_known"  # marks a browser that logged in before: the total login brake lets it by
+KNOWN_TTL = timedelta(days=365)
 SESSION_TTL = timedelta(days=7)
 LOGIN_FORM_TTL = timedelta(hours=1)
 LIVE_HEADER = b"x-heartwatch-live"
@@ -133,6 +135,20 @@ class Auth:
 
     def session_csrf_ok(self, session: Session, token: str) -> bool:
         return hmac.compare_digest(session.csrf.encode(), token.encode())
+
+    # --- a browser that logged in before ---------------------------------------------------------------------
+
+    def new_known(self) -> str:
+        """The value of KNOWN_COOKIE, given at a successful login: a nonce and its signature."""
+        nonce = secrets.token_urlsafe(12)
+        return f"{nonce}.{self._sign('known', nonce)}"
+
+    def known(self, cookie: str | None) -> str | None:
+        """The nonce of a genuine KNOWN_COOKIE value (the key its own brake counts under), else None."""
+        if not cookie or cookie.count(".") != 1:
+            return None
+        nonce, signature = cookie.split(".")
+        return nonce if self._verify("known", nonce, signature) else None
 
     # --- the login form's CSRF token (no session yet) --------------------------------------------------------
 
