@@ -231,7 +231,7 @@ async def test_a_browser_that_logged_in_before_gets_in_while_others_guess(site: 
     site.client.cookies.delete(SESSION_COOKIE)
     app = site.client._transport.app  # type: ignore[attr-defined]
     limiter: LoginBrakes = app.state.login_limiter
-    for i in range(LOGIN_TOTAL + 1):  # someone guesses from many addresses
+    for _ in range(LOGIN_TOTAL + 1):  # someone guesses from many addresses
         limiter.total.hit("all", site.clock().timestamp())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hw.test") as stranger:
         page = await stranger.get("/login")
