@@ -132,3 +132,18 @@ async def test_a_long_backlog_is_pruned_in_batches_not_at_once(tmp_path: Path) -
         assert await runs_of(small, check) <= KEEP
     finally:
         await small.close()
+
+
+async def test_metrics_counters_keep_counting_what_was_pruned(store: Store) -> None:
+    check = await add_check(store)
+    for i in range(40):  # fail, succeed, ...: alerts on the flips
+        await ping(store, check, PingKind.FAIL if i % 2 == 0 else PingKind.SUCCESS, T0 + timedelta(hours=i))
+        await deliver_all(store, T0 + timedelta(hours=i, minutes=1))
+    before = await store.metrics_rows()
+    assert sum(n for _, n in before.alerts_by_kind) > KEEP  # more than retention keeps
+    for i in range(PRUNE_EVERY * 2):
+        await ping(store, check, PingKind.LOG, T0 + timedelta(days=2, seconds=i))
+    assert await count(store, "SELECT count(*) FROM alerts") <= KEEP  # pruned ...
+    after = await store.metrics_rows()
+    assert after.alerts_by_kind == before.alerts_by_kind  # ... and still counted
+    assert (after.delivered, after.gave_up) == (before.delivered, before.gave_up)

@@ -128,6 +128,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX alerts_by_run ON alerts (run_id) WHERE run_id IS NOT NULL;
         CREATE INDEX deliveries_by_alert ON deliveries (alert_id);
         CREATE INDEX attempts_by_delivery ON delivery_attempts (delivery_id);
+        -- What pruning deleted, counted (alerts:<kind>, deliveries:delivered, deliveries:gave_up): /metrics'
+        -- counters stay counters when their rows go.
+        CREATE TABLE pruned_counts (what TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
     """),
     (8, "runs by start time", """
         -- Uptime over the last 24 hours, 7 days and 30 days counts a check's runs by when they started: with

@@ -78,7 +78,19 @@ def prune_hours(conn: sqlite3.Connection, check_id: int, before_hour: int) -> No
     conn.execute("DELETE FROM uptime_hours WHERE check_id = ? AND hour < ?", (check_id, before_hour))
 
 
+_UPSERT = " ON CONFLICT (what) DO UPDATE SET n = n + excluded.n"
+_COUNT_PRUNED_ALERTS = ("INSERT INTO pruned_counts (what, n) SELECT 'alerts:' || kind, count(*) FROM alerts"
+                        " WHERE id IN (SELECT value FROM json_each(?)) GROUP BY kind" + _UPSERT)
+_COUNT_PRUNED_DELIVERIES = ("INSERT INTO pruned_counts (what, n) SELECT 'deliveries:delivered', count(delivered_at)"
+                            " FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?1))"
+                            " UNION ALL SELECT 'deliveries:gave_up', count(gave_up_at) FROM deliveries"
+                            " WHERE alert_id IN (SELECT value FROM json_each(?1))" + _UPSERT)
+
+
 def _delete_alerts(conn: sqlite3.Connection, alert_ids: str) -> None:
+    # /metrics counts alerts and deliveries as counters: what goes is added to pruned_counts first.
+    conn.execute(_COUNT_PRUNED_ALERTS, (alert_ids,))
+    conn.execute(_COUNT_PRUNED_DELIVERIES, (alert_ids,))
     conn.execute("DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE alert_id IN"
                  " (SELECT value FROM json_each(?)))", (alert_ids,))
     conn.execute("DELETE FROM deliveries WHERE alert_id IN (SELECT value FROM json_each(?))", (alert_ids,))

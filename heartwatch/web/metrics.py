@@ -9,9 +9,11 @@ store's reads (snapshots and metrics_rows); nothing is cached between scrapes.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,11 +22,13 @@ from starlette.routing import Route
 from heartwatch.clock import Clock
 from heartwatch.core.model import CheckStatus, RunState
 from heartwatch.core.status import check_status
-from heartwatch.store.base import Reads
+from heartwatch.store.base import CheckSnapshot, MetricsRows, Reads
 from heartwatch.store.sqlite import PingResult
 from heartwatch.web.hub import hub_of
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Checks (or samples) past which the families are built (rendered) in a thread, off the event loop.
+OFF_LOOP = 500
 
 
 class PingCounter:
@@ -75,6 +79,13 @@ async def collect(store: Reads, clock: Clock, pings: PingCounter) -> list[Family
     now = clock()
     snapshots = await store.snapshots()
     rows = await store.metrics_rows()
+    if len(snapshots) < OFF_LOOP:
+        return families(snapshots, rows, now, pings)
+    # 30,000 checks took 4.6 s to build on the event loop, holding pings up (issue 14): in a thread instead.
+    return await asyncio.to_thread(families, snapshots, rows, now, pings)
+
+
+def families(snapshots: list[CheckSnapshot], rows: MetricsRows, now: datetime, pings: PingCounter) -> list[Family]:
     durations, last_ok, run_counts = rows.last_duration, rows.last_ok_at, rows.runs_by_state
 
     status = Family("heartwatch_check_status", "gauge", "1 for the check's current status, 0 for the others.")
@@ -128,7 +139,9 @@ def render(families: list[Family]) -> str:
 async def metrics(request: Request) -> Response:
     hub = hub_of(request)
     counter: PingCounter = request.app.state.ping_counter
-    return Response(render(await collect(hub.store, hub.clock, counter)), media_type=CONTENT_TYPE)
+    found = await collect(hub.store, hub.clock, counter)
+    text = render(found) if len(found[0].samples) < OFF_LOOP else await asyncio.to_thread(render, found)
+    return Response(text, media_type=CONTENT_TYPE)
 
 
 routes = [Route("/metrics", metrics, methods=["GET"])]
