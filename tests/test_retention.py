@@ -147,3 +147,27 @@ async def test_metrics_counters_keep_counting_what_was_pruned(store: Store) -> N
     after = await store.metrics_rows()
     assert after.alerts_by_kind == before.alerts_by_kind  # ... and still counted
     assert (after.delivered, after.gave_up) == (before.delivered, before.gave_up)
+
+
+async def test_a_pruned_run_named_by_a_kept_event_does_not_fail_the_ping(tmp_path: Path) -> None:
+    # Foreign keys are on: deleting a run that a kept event names would fail the ping's whole transaction.
+    store = Store(tmp_path / "hw.db", retention=KEEP)
+    await store.open()
+    try:
+        check = await add_check(store)
+        req = PingRequest(kind=PingKind.START, uuid=check.uuid, rid="old")
+        await store.record_ping(req, Ping(kind=PingKind.START, at=T0, rid="old"))  # the oldest run, by id
+        for i in range(1, PRUNE_EVERY - 1):
+            await ping(store, check, PingKind.SUCCESS, T0 + timedelta(seconds=i))
+        # The PRUNE_EVERY-th event: its run is the oldest finished one and goes, the event stays.
+        req = PingRequest(kind=PingKind.SUCCESS, uuid=check.uuid, rid="old")
+        await store.record_ping(req, Ping(kind=PingKind.SUCCESS, at=T0 + timedelta(minutes=5), rid="old"))
+        [finish] = await store.events(check.id, limit=1)
+        assert finish["rid"] == "old" and finish["run_id"] is None
+        for i in range(PRUNE_EVERY):
+            await ping(store, check, PingKind.LOG, T0 + timedelta(minutes=6, seconds=i))
+        assert await runs_of(store, check) <= KEEP
+        events = await store.events(check.id, limit=1000)
+        assert len(events) <= KEEP + PRUNE_EVERY
+    finally:
+        await store.close()

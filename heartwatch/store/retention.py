@@ -56,6 +56,9 @@ def prune_runs(conn: sqlite3.Connection, check_id: int, keep: int) -> int:
     alert_ids = _json([a for (a,) in conn.execute(
         "SELECT id FROM alerts WHERE run_id IN (SELECT value FROM json_each(?))", (ids,))])
     _delete_alerts(conn, alert_ids)
+    # Events kept by their own retention may still name a pruned run (a late finish of an old run): they stay,
+    # without it (foreign keys are on).
+    conn.execute("UPDATE events SET run_id = NULL WHERE run_id IN (SELECT value FROM json_each(?))", (ids,))
     conn.execute("DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))", (ids,))
     return len(run_ids)
 
