@@ -79,11 +79,14 @@ class SqliteReads:
     async def snapshots(self, include_archived: bool = False) -> list[CheckSnapshot]:
         where = "" if include_archived else " WHERE c.archived_at IS NULL"
         rows = await self._all(f"{_SNAPSHOT}{where} ORDER BY c.slug")
-        if len(rows) < OFF_LOOP:
-            return [_snapshot(r) for r in rows]
-        # Decoding 30,000 checks takes about a second: in a thread, so the event loop (pings) gets its turn
-        # every few milliseconds (the GIL's switch interval) instead of waiting for the whole list.
-        return await asyncio.to_thread(lambda: [_snapshot(r) for r in rows])
+        # Decoding 30,000 checks takes about a second: a slice at a time, giving the event loop (pings) a turn
+        # in between, instead of holding it for the whole list.
+        out: list[CheckSnapshot] = []
+        for start in range(0, len(rows), SLICE):
+            if start:
+                await asyncio.sleep(0)
+            out.extend(_snapshot(r) for r in rows[start:start + SLICE])
+        return out
 
     # --- checks, runs, events, alerts -------------------------------------------------------------------
 
@@ -224,8 +227,8 @@ def datetime_of(ts: float) -> datetime:
     return at
 
 
-#: Rows decoded on the event loop at most; more are decoded in a thread.
-OFF_LOOP = 500
+#: Rows decoded between two turns of the event loop (about a millisecond).
+SLICE = 200
 
 
 class ReadOnlyStore(SqliteReads):
