@@ -228,7 +228,7 @@ def datetime_of(ts: float) -> datetime:
 
 
 #: Rows decoded between two turns of the event loop (about a millisecond).
-SLICE = 200
+SLICE = 50
 
 
 class ReadOnlyStore(SqliteReads):

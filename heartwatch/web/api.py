@@ -25,7 +25,7 @@ def limit_param(request: Request, default: int, most: int = 1000) -> int:
 
 #: Checks turned into JSON between two turns of the event loop: 30,000 in one go took 2.1 s, holding every
 #: ping up that long (issue 14); sliced, a ping waits one slice (about a millisecond) at most.
-SLICE = 200
+SLICE = 50
 
 
 async def list_checks(request: Request) -> Response:

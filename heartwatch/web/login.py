@@ -13,6 +13,7 @@ braked twice, so guessing over the network is impractical:
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from starlette.requests import ClientDisconnect, Request
@@ -41,6 +42,8 @@ LOGIN_TRIES = 10
 LOGIN_WINDOW = 300.0
 #: Tries from browsers that never logged in, in all, in LOGIN_WINDOW seconds.
 LOGIN_TOTAL = 100
+
+_SCRYPT_THREAD = ThreadPoolExecutor(1, thread_name_prefix="heartwatch-login")
 
 
 class LoginBrakes:
@@ -125,8 +128,11 @@ async def login(request: Request) -> Response:
                                429)
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
-    # scrypt takes tens of milliseconds: off the event loop, so pings are not held up meanwhile.
-    if not await asyncio.to_thread(auth.check_password, form.get("password", "")):
+    # scrypt takes tens of milliseconds: off the event loop, so pings are not held up meanwhile; on one thread
+    # of its own, so a flood of tries uses one core at most, and one 16 MB scrypt buffer (each thread of the
+    # default pool kept its own: RSS grew by ~100 MB under bench/abuse.py's login attack).
+    password = form.get("password", "")
+    if not await asyncio.get_running_loop().run_in_executor(_SCRYPT_THREAD, auth.check_password, password):
         return _login_page(auth, next_path, "Wrong password.", 401)
     limiter.forget(client, known)
     value, _ = auth.new_session()

@@ -30,7 +30,7 @@ from heartwatch.web.hub import hub_of
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Checks handled between two turns of the event loop (about a millisecond of work): 30,000 checks took 4.6 s
 #: to build in one go, holding every ping up that long (issue 14); sliced, a ping waits one slice at most.
-SLICE = 200
+SLICE = 50
 
 
 class PingCounter:
