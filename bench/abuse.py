@@ -4,7 +4,7 @@ For every attack it prints what the server answered, its RSS and database size (
 and the p50/p99 of a normal job's pings (one every 20 ms on a connection of its own) during the attack, next to
 the same without any attack. Nothing here needs the internet; every attack lasts --seconds (default 5).
 
-    python bench/abuse.py [--seconds 5] [--connections 8]
+    python bench/abuse.py [--seconds 5] [--connections 8] [--only 'whole lists']
 """
 
 from __future__ import annotations
@@ -267,6 +267,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--only", default="", help="run only the attacks whose name holds this text")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -283,6 +284,8 @@ def main() -> None:
             print("| --- | --- | --- | --- | --- |")
             print(f"| none | | {rss_mb(proc.pid):.0f} | {db_mb(db)} | {pct(base, .5):.1f} / {pct(base, .99):.1f} |")
             for name, attack in ATTACKS:
+                if args.only not in name:
+                    continue
                 rss0, db0 = rss_mb(proc.pid), db_mb(db)
                 seconds = 12.0 if attack is slow_clients else args.seconds
                 lat, answers = asyncio.run(measure(port, seconds, attack, args.connections))

@@ -228,7 +228,7 @@ def datetime_of(ts: float) -> datetime:
 
 
 #: Rows decoded between two turns of the event loop (about a millisecond).
-SLICE = 50
+SLICE = 20
 
 
 class ReadOnlyStore(SqliteReads):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ class Hub:
     #: Called after a check is created, changed, archived, paused or resumed through the API (the scheduler
     #: wakes: a deadline may have moved earlier).
     change_listeners: list[Callable[[], None]] = field(default_factory=list)
+    #: Held while a whole list of checks is built (/api/v1/checks, /metrics): they are built a slice at a time,
+    #: and one at a time, so a ping waits for one slice of one list at most, however many are asked for at once.
+    whole_list: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def ping_url(self, uuid: str) -> str:
         return f"{self.settings.public_url}/ping/{uuid}"
