@@ -9,12 +9,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 from support.ports import free_port
-from support.server import Server, shared_server
+from support.server import Server, running_server, shared_server
 from support.waiting import wait_for
 
 from heartwatch.web import limits
@@ -78,6 +79,14 @@ def test_forwarded_headers_from_an_untrusted_address_are_ignored(server: Server)
     r = server.post(f"/ping/{server.ping_key}/job/log", headers={"X-Forwarded-For": "203.0.113.9"})
     assert r.status_code == 200
     assert events(server, limit=1)[0]["remote_addr"] == "127.0.0.1"
+
+
+def test_forwarded_headers_from_a_trusted_proxy_are_believed(tmp_path: Path) -> None:
+    config = '[server]\ntrusted_proxies = ["127.0.0.1"]\n[checks.job]\nperiod = "1h"\n'
+    with running_server(tmp_path, config) as proxied:
+        r = proxied.post(f"/ping/{proxied.ping_key}/job/log", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert r.status_code == 200
+        assert events(proxied, limit=1)[0]["remote_addr"] == "203.0.113.9"
 
 
 # --- 9. slow clients held a connection as long as they liked --------------------------------------------------------
@@ -225,3 +234,25 @@ def test_visible_keeps_markup_safe() -> None:
 
     assert visible(Markup("<b>a\u2066b</b>")) == Markup("<b>a[U+2066]b</b>")
     assert visible("plain") == "plain" and visible(5) == 5
+
+
+# --- 4. whole lists were built in one go on the event loop ---------------------------------------------------------
+
+
+async def test_whole_lists_built_in_slices_hold_every_check_in_order(tmp_path: Path) -> None:
+    from test_web_support import Web
+
+    from heartwatch.web import api, metrics
+
+    web = await Web.open(tmp_path)
+    try:
+        n = api.SLICE * 3 + 7
+        await web.config({f"job-{i:03d}": {"period": "1h"} for i in range(n)})
+        await web.ping("job-005", "/fail")
+        listed = (await web.get("/api/v1/checks")).json()["checks"]
+        assert [c["slug"] for c in listed] == [f"job-{i:03d}" for i in range(n)]
+        text = (await web.get("/metrics")).text
+        assert text.count("heartwatch_check_up{") == n and n > metrics.SLICE
+        assert 'heartwatch_check_up{slug="job-005"} 0' in text
+    finally:
+        await web.close()
