@@ -256,3 +256,26 @@ async def test_whole_lists_built_in_slices_hold_every_check_in_order(tmp_path: P
         assert 'heartwatch_check_up{slug="job-005"} 0' in text
     finally:
         await web.close()
+
+
+async def test_the_api_creates_checks_up_to_max_checks_and_archived_ones_do_not_count(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from heartwatch.core.model import CheckSpec
+    from heartwatch.store.sqlite import ApiOutcome, Store
+
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    store = Store(tmp_path / "hw.db", max_checks=2)
+    await store.open()
+    try:
+        async def create(slug: str) -> ApiOutcome:
+            return (await store.api_save_check(slug, lambda _: CheckSpec(slug=slug), now)).outcome
+
+        assert [await create("a"), await create("b")] == [ApiOutcome.CREATED, ApiOutcome.CREATED]
+        assert await create("c") is ApiOutcome.TOO_MANY
+        assert (await store.api_archive("a", now)).outcome is ApiOutcome.ARCHIVED
+        assert await create("c") is ApiOutcome.CREATED  # an archived check does not count
+        assert await create("a") is ApiOutcome.TOO_MANY  # nor may it come back past the cap
+        assert await create("b") is ApiOutcome.UPDATED  # changing one that exists is no new check
+    finally:
+        await store.close()

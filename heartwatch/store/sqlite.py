@@ -457,13 +457,15 @@ class Store(SqliteReads):
             if check is None or (check.archived and not create):
                 if not create:
                     return ApiWrite(ApiOutcome.NOT_FOUND, check)
-                if check is None and self._full():
+                if self._full():
                     return ApiWrite(ApiOutcome.TOO_MANY)
                 try:
                     spec = build(None)
                 except Exception as e:
                     return ApiWrite(ApiOutcome.REJECTED, None, e)
                 return ApiWrite(ApiOutcome.CREATED, self._insert_check(conn, spec, CheckSource.API, now))
+            if check.archived and self._full():  # bringing it back would make one too many
+                return ApiWrite(ApiOutcome.TOO_MANY, check)
             try:
                 spec = build(None if check.archived else check.spec)
             except Exception as e:
