@@ -32,6 +32,9 @@ ping_key = "{KEY}"
 retention = 1000
 max_checks = 1000
 
+[alerts]
+urls = ["json://127.0.0.1:9/down"]  # nobody listens: deliveries stay pending, so their alerts are kept
+
 [api]
 tokens = ["{TOKEN}"]
 
