@@ -15,18 +15,15 @@ import argparse
 import asyncio
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from heartwatch.core.model import CheckSpec, Ping, PingKind  # noqa: E402
-from heartwatch.core.pings import PingRequest  # noqa: E402
-from heartwatch.store import retention  # noqa: E402
-from heartwatch.store.sqlite import PRUNE_EVERY, Store  # noqa: E402
+from heartwatch.core.model import CheckSpec, Ping, PingKind
+from heartwatch.core.pings import PingRequest
+from heartwatch.store import retention
+from heartwatch.store.sqlite import PRUNE_EVERY, Store
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
