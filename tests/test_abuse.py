@@ -279,3 +279,23 @@ async def test_the_api_creates_checks_up_to_max_checks_and_archived_ones_do_not_
         assert await create("b") is ApiOutcome.UPDATED  # changing one that exists is no new check
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("suffix", ["%C2%B2", "-%C2%B2", "9" * 5000, "00001"])
+def test_a_bad_exit_status_in_a_ping_url_is_a_4xx_not_a_500(server: Server, suffix: str) -> None:
+    r = server.post(f"/ping/{server.ping_key}/job/{suffix}")
+    assert 400 <= r.status_code < 500 and "internal error" not in r.text
+
+
+def test_unicode_or_huge_digits_never_reach_int() -> None:
+    from heartwatch.core import values
+    from heartwatch.core.pings import BadPing, parse_ping
+    from heartwatch.web.auth import Auth
+
+    for bad in ("k/job/²", "k/job/-²", "k/job/" + "9" * 5000):
+        with pytest.raises(BadPing):
+            parse_ping(bad, {}, "UTC")
+    with pytest.raises(ValueError, match="expected a whole number"):
+        values.whole_number(1, 10)("²")
+    auth = Auth("password", b"s" * 32)
+    assert auth.session("².nonce.sig") is None and auth.session("9" * 5000 + ".n.s") is None

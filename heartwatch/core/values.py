@@ -60,7 +60,7 @@ def boolean(v: object) -> bool:
 
 def whole_number(lo: int, hi: int) -> Callable[[object], int]:
     def parse(v: object) -> int:
-        if isinstance(v, str) and v.strip().isdigit():
+        if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit() and len(v.strip()) <= 19:
             v = int(v)
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
             raise ValueError(f"expected a whole number from {lo} to {hi}")

@@ -56,7 +56,7 @@ READ_ONLY = ("check {slug!r} is defined in the config file, which is read-only t
 
 async def read_object(request: Request) -> dict[str, Any]:
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
+    if length.isascii() and length.isdigit() and (len(length) > 12 or int(length) > MAX_BODY):
         raise ApiError(413, f"body too large: at most {MAX_BODY} bytes")
     body = bytearray()
     try:

@@ -120,7 +120,10 @@ class Auth:
         if not cookie or cookie.count(".") != 2:
             return None
         expires_text, nonce, signature = cookie.split(".")
-        if not expires_text.isdigit() or not self._verify("session", f"{expires_text}.{nonce}", signature):
+        # isascii: "²" passes isdigit() but not int() (a forged cookie must not be a 500).
+        if not (expires_text.isascii() and expires_text.isdigit() and len(expires_text) <= 12):
+            return None
+        if not self._verify("session", f"{expires_text}.{nonce}", signature):
             return None
         expires = int(expires_text)
         if expires <= self.clock().timestamp() or nonce in self._revoked:
