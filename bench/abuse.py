@@ -4,7 +4,7 @@ For every attack it prints what the server answered, its RSS and database size (
 and the p50/p99 of a normal job's pings (one every 20 ms on a connection of its own) during the attack, next to
 the same without any attack. Nothing here needs the internet; every attack lasts --seconds (default 5).
 
-    python bench/abuse.py [--seconds 5] [--connections 8] [--only 'whole lists']
+    python bench/abuse.py [--seconds 5] [--connections 8] [--only 'whole lists'] [--rate-limit 600]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ CONFIG = f"""
 ping_key = "{KEY}"
 retention = 1000
 max_checks = 1000
+rate_limit = {{rate_limit}}
 
 [alerts]
 urls = ["json://127.0.0.1:9/down"]  # nobody listens: deliveries stay pending, so their alerts are kept
@@ -271,10 +272,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--only", default="", help="run only the attacks whose name holds this text")
+    parser.add_argument("--rate-limit", type=int, default=0, help="[server] rate_limit (pings per minute per check)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "heartwatch.toml").write_text(CONFIG)
+        (folder / "heartwatch.toml").write_text(CONFIG.replace("{rate_limit}", str(args.rate_limit)))
         db, port = folder / "hw.db", free_port()
         proc = heartwatch(folder / "heartwatch.toml", db, port, folder / "server.log")
         try:
@@ -282,7 +284,7 @@ def main() -> None:
             asyncio.run(measure(port, 1.0, None, 1))  # warm up
             base, _ = asyncio.run(measure(port, args.seconds, None, 1))
             print(f"{os.cpu_count()} cores; each attack {args.seconds:.0f} s on {args.connections} connections; "
-                  "normal pings: one every 20 ms")
+                  f"normal pings: one every 20 ms; rate_limit = {args.rate_limit}")
             print("| attack | answers | RSS MB before → after | DB + WAL MB before → after | normal p50 / p99 ms |")
             print("| --- | --- | --- | --- | --- |")
             print(f"| none | | {rss_mb(proc.pid):.0f} | {db_mb(db)} | {pct(base, .5):.1f} / {pct(base, .99):.1f} |")
@@ -298,7 +300,8 @@ def main() -> None:
             log = (folder / "server.log").read_text()
             print(f"server log: {len(log.splitlines())} lines, {log.count('Traceback')} tracebacks")
             print(f"rows at the end: {rows(db)}")
-            print("settings: " + json.dumps({"retention": 1000, "max_checks": 1000, "open runs per check": 100}))
+            print("settings: " + json.dumps({"retention": 1000, "max_checks": 1000, "open runs per check": 100,
+                                             "rate_limit": args.rate_limit}))
         finally:
             stop(proc)
 
