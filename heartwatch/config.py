@@ -25,6 +25,7 @@ from typing import Any
 import rtoml
 
 from heartwatch.core import values as v
+from heartwatch.core.dependencies import check_graph
 from heartwatch.core.model import CheckSpec
 from heartwatch.core.settings import Synchronous, describe, parse_check
 from heartwatch.core.values import NAME_RE, RESERVED_STEPS, SECRET_KEY_RE, SLUG_RE, ConfigError, step_name
@@ -52,6 +53,7 @@ class Settings:
     remind_every: timedelta = timedelta(days=1)  # while a check stays down; 0 = never
     retry_first: timedelta = timedelta(seconds=10)  # first wait before re-sending a failed alert
     api_tokens: tuple[str, ...] = ()
+    api_read_tokens: tuple[str, ...] = ()  # read-only keys of the Healthchecks-compatible API (/api/v3/)
     web_password: str | None = None
     checks: dict[str, CheckSpec] = field(default_factory=dict)
     config_path: Path | None = None
@@ -136,6 +138,10 @@ SERVER_SETTINGS: tuple[ServerSetting, ...] = (
     ServerSetting("api", "tokens", "api_tokens", v.api_tokens, "list of strings",
                   "Bearer tokens for the write API, each at least 16 characters; with none, writes are refused. "
                   "The environment variable holds one token (several: one per line).", "HEARTWATCH_API_TOKEN",
+                  secret=True),
+    ServerSetting("api", "read_tokens", "api_read_tokens", v.api_tokens, "list of strings",
+                  "Read-only keys of the Healthchecks-compatible API under /api/v3/, whole tokens of at least 16 "
+                  "characters as `tokens`.", "HEARTWATCH_API_READ_TOKEN",
                   secret=True),
     ServerSetting("web", "password", "web_password", v.text, "string",
                   "The password of the web login; with none, pages are open.", "HEARTWATCH_WEB_PASSWORD",
@@ -261,4 +267,5 @@ def _settings(doc: dict[str, Any], config_path: Path | None, environ: Mapping[st
         raise ConfigError("checks", checks_table, "expected [checks.<slug>] tables")
     default_tz = values.get("timezone", "UTC")
     checks = {slug: parse_check(slug, table, default_tz) for slug, table in checks_table.items()}
+    check_graph(checks)
     return Settings(**values, checks=checks, config_path=config_path)

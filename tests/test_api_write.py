@@ -332,3 +332,29 @@ def test_merge_is_a_json_merge_patch() -> None:
     table = merge(spec, {"period": "1h", "max_runtime": None, "name": "x"})
     assert "schedule" not in table and "max_runtime" not in table
     assert (table["period"], table["name"], table["tags"]) == ("1h", "x", ["a"])
+    # after takes the place of a schedule, and a schedule the place of after
+    table = merge(spec, {"after": "dump"})
+    assert "schedule" not in table and table["after"] == "dump"
+    table = merge(CheckSpec(slug="s", after="dump"), {"schedule": "0 3 * * *"})
+    assert "after" not in table and table["schedule"] == "0 3 * * *"
+
+
+def test_unknown_parents_and_cycles_are_422_naming_the_field_and_the_pipeline_shows(server: Server) -> None:
+    assert send(server, "POST", "/api/v1/checks", {"slug": "api-a"}).status_code == 201
+    r = send(server, "POST", "/api/v1/checks", {"slug": "api-b", "depends_on": ["api-a"]})
+    assert r.status_code == 201 and (r.json()["depends_on"], r.json()["waiting_on"]) == (["api-a"], [])
+    r = send(server, "PATCH", "/api/v1/checks/api-a", {"after": "api-b"})
+    assert (r.status_code, r.json()) == (422, {"field": "after", "error": "after = 'api-b': a cycle: api-a -> api-b "
+                                                                           "-> api-a (each waits on the next)"})
+    assert server.api("/checks/api-a")["after"] is None  # unchanged
+    r = send(server, "POST", "/api/v1/checks", {"slug": "api-c", "depends_on": ["nope"]})
+    assert (r.status_code, r.json()) == (422, {"field": "depends_on",
+                                               "error": "depends_on = ['nope']: no check is called 'nope'"})
+    r = send(server, "POST", "/api/v1/checks", {"slug": "api-c", "after": "api-a", "schedule": "0 2 * * *"})
+    assert (r.status_code, r.json()["field"]) == (422, "after")
+    assert not exists(server, "api-c")
+    # The check page draws the pipeline; the overview filters by it.
+    page = server.get("/checks/api-a").text
+    assert 'id="pipeline"' in page and 'href="/checks/api-b"' in page and "depends on" in page
+    overview = server.get("/?pipeline=api-b").text
+    assert 'href="/checks/api-a"' in overview and 'href="/checks/config-job"' not in overview

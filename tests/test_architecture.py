@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "heartwatch"
 RANKS = {"heartwatch": 0, "core": 0, "config": 1, "clock": 1, "store": 2, "engine": 3, "web": 4, "server": 5,
          "cli": 6, "__main__": 7}
 ENDPOINTS = {"heartwatch.web.api", "heartwatch.web.api_write", "heartwatch.web.openapi", "heartwatch.web.pages",
-             "heartwatch.web.login", "heartwatch.web.metrics", "heartwatch.web.ping_view", "heartwatch.web.manage"}
+             "heartwatch.web.login", "heartwatch.web.metrics", "heartwatch.web.ping_view", "heartwatch.web.manage",
+             "heartwatch.web.hc_api"}
 
 #: The one room where SQL may be written.
 SQL_ROOMS = {"store"}

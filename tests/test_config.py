@@ -279,6 +279,9 @@ def test_db_from_env_or_flag_is_not_moved_next_to_the_file(tmp_path: Path) -> No
     ('[checks.backup]\nschedule = "0 0 31 2 *"\n', ["checks.backup.schedule", "0 0 31 2 *", "never fires"]),
     ('[checks.backup]\nschedule = "0 */5 * * * *"\n', ["checks.backup.schedule", "0 */5 * * * *", "6 fields"]),
     ("[checks.a]\n[checks.a]\n", ["checks", "not valid TOML"]),
+    ('[checks.up]\nafter = "down"\n[checks.down]\ndepends_on = ["up"]\n',
+     ["checks.up.after = 'down'", "a cycle: up -> down -> up"]),
+    ('[checks.job]\ndepends_on = ["router"]\n', ["checks.job.depends_on = ['router']", "no check is called 'router'"]),
 ])
 def test_serve_with_a_bad_config_exits_2_with_one_line(tmp_path: Path, text: str, needles: list[str]) -> None:
     write(tmp_path, text, "bad.toml")

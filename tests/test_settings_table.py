@@ -85,7 +85,8 @@ def test_each_server_setting_reads_from_the_file(tmp_path: Path) -> None:
                                "retention": "20", "max_checks": "5", "trusted_proxies": '["10.0.0.1"]',
                                "rate_limit": "3", "synchronous": '"full"',
                                "urls": '["json://a"]', "remind_every": '"1h"', "retry_first": '"5s"',
-                               "tokens": '["t-0123456789abcdef"]', "password": '"p"'}
+                               "tokens": '["t-0123456789abcdef"]', "read_tokens": '["r-0123456789abcdef"]',
+                               "password": '"p"'}
     sections: dict[str, list[str]] = {}
     for s in SERVER_SETTINGS:
         sections.setdefault(s.section, []).append(f"{s.key} = {samples[s.key]}")

@@ -236,6 +236,29 @@ async def test_config_sync_and_history_survive_reopening(tmp_path: Path) -> None
         await store.close()
 
 
+async def test_a_spec_stored_before_a_setting_existed_is_respelled_once_not_updated(tmp_path: Path) -> None:
+    spec = CheckSpec(slug="old", schedule="0 2 * * *")
+    store = Store(tmp_path / "hw.db")
+    await store.open(specs={"old": spec})
+    await store.sync_config({"old": spec}, T0)
+    await store.close()
+    with sqlite3.connect(tmp_path / "hw.db") as conn:  # as a version without `description` wrote it
+        text = json.loads(conn.execute("SELECT spec FROM checks").fetchone()[0])
+        del text["description"]
+        conn.execute("UPDATE checks SET spec = ?", (json.dumps(text, separators=(",", ":")),))
+    conn.close()
+
+    store = Store(tmp_path / "hw.db")
+    await store.open(specs={"old": spec})
+    try:
+        report = await store.sync_config({"old": spec}, T0)
+        assert (report.created, report.updated) == ([], [])  # the same settings: no change, no new expectation
+        rows = await store.reader.execute_fetchall("SELECT spec FROM checks")
+        assert [r[0] for r in rows] == [codec.spec_to_json(spec)]
+    finally:
+        await store.close()
+
+
 # --- ping key ----------------------------------------------------------------------------------------------------
 
 
@@ -341,7 +364,9 @@ async def test_reopening_with_the_config_shares_its_specs_and_still_sees_a_chang
               min_runtime=timedelta(seconds=30), steps=(StepSpec("dump"), StepSpec("up:load", timedelta(minutes=45))),
               strict_steps=True, alert_after=3, alerts=("ntfy://x/y", "json://a?b=c"), tags=("db", "prod", ""),
               recover_after=2, remind_every=timedelta(hours=6), methods=("POST",), fail_keywords=("ERROR",),
-              resume_on_ping=True, maintenance=("Sat 02:00-04:00",)),
+              resume_on_ping=True, maintenance=("Sat 02:00-04:00",), description="pg_dump, then S3",
+              depends_on=("router", "nas")),
+    CheckSpec(slug="after", after="nightly-backup"),
     CheckSpec(slug="period", period=timedelta(days=1, microseconds=500), start_grace=timedelta(0)),
 ])
 def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: CheckSpec) -> None:
@@ -353,6 +378,8 @@ def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: Chec
         "strict_steps": spec.strict_steps, "alert_after": spec.alert_after, "alerts": list(spec.alerts),
         "tags": list(spec.tags), "recover_after": spec.recover_after, "remind_every": secs(spec.remind_every),
         "methods": list(spec.methods), "fail_keywords": list(spec.fail_keywords),
-        "resume_on_ping": spec.resume_on_ping, "maintenance": list(spec.maintenance)}, separators=(",", ":"))
+        "resume_on_ping": spec.resume_on_ping, "maintenance": list(spec.maintenance),
+        "description": spec.description, "depends_on": list(spec.depends_on), "after": spec.after},
+        separators=(",", ":"))
     assert codec.spec_to_json(spec) == expected
     assert codec.spec_from_json(spec.slug, expected) == spec

@@ -493,3 +493,26 @@ async def test_a_bad_hold_says_why_with_the_apis_words_and_changes_nothing(site:
     assert api.status_code == 422 and api.json()["error"] in r.text
     check = await site.hub.store.check("backup")
     assert check is not None and check.maintenance_until is None and not check.paused
+
+
+async def test_the_form_takes_depends_on_and_after_and_refuses_an_unknown_parent_or_a_cycle_beside_its_field(
+        site: Site) -> None:
+    r = await post_form(site, "/checks/new", {"slug": "upload", "after": "nightly", "start_grace": "10m"})
+    assert r.status_code == 422 and text(soup_of(r).select_one("#e-after")) == \
+        "after = 'nightly': no check is called 'nightly'"
+    assert (await post_form(site, "/checks/new", NEW)).status_code == 303
+    assert (await post_form(site, "/checks/new", {"slug": "upload", "after": "nightly"})).status_code == 303
+    r = await post_form(site, "/checks/new", {"slug": "verify", "after": "upload", "depends_on": "backup\nnightly"})
+    assert r.status_code == 303
+    verify = await site.hub.store.check("verify")
+    assert verify is not None and (verify.spec.after, verify.spec.depends_on) == ("upload", ("backup", "nightly"))
+    page = soup_of(await site.client.get("/checks/verify/edit"))
+    assert page.select_one("#f-after")["value"] == "upload"  # type: ignore[index]
+    assert page.select_one("#f-depends_on").get_text().split() == ["backup", "nightly"]  # type: ignore[union-attr]
+    r = await post_form(site, "/checks/nightly/edit", {"schedule": "0 2 * * *", "depends_on": "verify"},
+                        form_page="/checks/nightly/edit")
+    assert r.status_code == 422
+    assert text(soup_of(r).select_one("#e-depends_on")) == \
+        "depends_on = ['verify']: a cycle: nightly -> verify -> nightly (each waits on the next)"
+    nightly = await site.hub.store.check("nightly")
+    assert nightly is not None and nightly.spec.depends_on == ()

@@ -27,6 +27,7 @@ class _Commands(click.Group):
         "notify-test": "heartwatch.cli.notify_test:notify_test",
         "checks": "heartwatch.cli.checks:checks",
         "backup": "heartwatch.cli.backup:backup_cmd",
+        "import": "heartwatch.cli.import_cmd:import_group",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

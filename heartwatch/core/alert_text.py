@@ -95,8 +95,18 @@ def trouble_words(trouble: Trouble | None) -> str:
 
 
 def title(spec: CheckSpec, intent: AlertIntent) -> str:
+    words = _title(spec, intent)
+    if intent.dependents:
+        n = len(intent.dependents)
+        words += f" ({n} check{'s depend' if n != 1 else ' depends'} on it)"
+    return words
+
+
+def _title(spec: CheckSpec, intent: AlertIntent) -> str:
     run, name = intent.run, who(spec)
     match intent.kind:
+        case AlertKind.MISSED if spec.after is not None:
+            return f"DOWN {name}: did not start after {spec.after}"
         case AlertKind.MISSED:
             return f"DOWN {name}: did not start"
         case AlertKind.TIMED_OUT if run is not None:
@@ -151,7 +161,12 @@ def _since_words(spec: CheckSpec, since: Since, now: datetime) -> list[str]:
 def body(spec: CheckSpec, intent: AlertIntent, link: str | None, output: bytes = b"") -> str:
     run = intent.run
     lines: list[str] = [f"Check: {who(spec)}"]
-    if intent.kind is AlertKind.MISSED and intent.expected_at is not None:
+    if intent.kind is AlertKind.MISSED and intent.expected_at is not None and spec.after is not None:
+        run_of = f"run #{intent.waited_on}" if intent.waited_on is not None else "run"
+        lines.append(f"Expected a start within {format_duration(spec.start_grace)} after {spec.after}'s {run_of} "
+                     f"finished well at {local(spec, intent.expected_at)} ({_ago(intent.expected_at, intent.at)}); "
+                     "none came.")
+    elif intent.kind is AlertKind.MISSED and intent.expected_at is not None:
         lines.append(f"Expected a start at {local(spec, intent.expected_at)} ({_ago(intent.expected_at, intent.at)}, "
                      f"grace {format_duration(spec.start_grace)}); none came.")
         if intent.missed > 1:
@@ -181,6 +196,10 @@ def body(spec: CheckSpec, intent: AlertIntent, link: str | None, output: bytes =
             lines.append(f"Expected to take at least {format_duration(spec.min_runtime)}.")
     if intent.kind is AlertKind.REMINDER or (run is None and intent.kind is not AlertKind.RECOVERED):
         lines.append(f"Why: {trouble_words(intent.trouble)}.")
+    if intent.dependents:
+        n = len(intent.dependents)
+        lines.append(f"{n} check{'s depend' if n != 1 else ' depends'} on it: {', '.join(intent.dependents)} "
+                     f"(their alerts are held until it recovers).")
     if intent.previous is not None and intent.kind not in (AlertKind.RECOVERED, AlertKind.REMINDER):
         lines.append(f"Was: {trouble_words(intent.previous)}.")
     if intent.down_since is not None and intent.kind in (AlertKind.RECOVERED, AlertKind.REMINDER):

@@ -93,6 +93,9 @@ class CheckSpec:
     fail_keywords: tuple[str, ...] = ()  # a finish whose body holds one of these counts as failed
     resume_on_ping: bool = False  # a ping to a paused check resumes it
     maintenance: tuple[str, ...] = ()  # recurring windows ("Sat 02:00-04:00", in `timezone`) that hold alerts
+    description: str = ""  # free text for people (Healthchecks' `desc`)
+    depends_on: tuple[str, ...] = ()  # parents (slugs): while one is down, paused or in maintenance, no alerts
+    after: str | None = None  # instead of a schedule: expected within start_grace after this check finishes well
 
     @property
     def display_name(self) -> str:
@@ -180,6 +183,7 @@ class Ping:
     remote_addr: str | None = None
     user_agent: str | None = None
     method: str = "GET"
+    ping_ms: float | None = None  # a response time the sender measured (Uptime Kuma's `ping`), kept with the event
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,3 +235,6 @@ class Watch:
     told: Trouble | None = None  # what the last alert said was wrong; None: told up (or nothing yet)
     since: Since = field(default_factory=Since)
     recent: tuple[datetime, ...] = ()  # when the latest alerts went out (the hourly limit counts these)
+    released_at: datetime | None = None  # when it last recovered: its depends_on children wait their grace from here
+    parent_run: int | None = None  # `after`: the parent's run (id) the pending expectation, or its absence, follows
+    parent_failed: bool = False  # `after`: that parent run did not finish well, so no start is expected

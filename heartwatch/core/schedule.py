@@ -351,6 +351,8 @@ def describe_schedule(spec: CheckSpec) -> str:
         return phrase or f"cron {' '.join(spec.schedule.split())} ({spec.timezone})"
     if spec.period is not None:
         return f"every {format_duration(spec.period)}"
+    if spec.after is not None:
+        return f"after each good finish of {spec.after}, within {format_duration(spec.start_grace)}"
     return "no schedule"
 
 

@@ -147,6 +147,27 @@ WINDOWS = dataclasses.replace(STRINGS, name="list of windows",
                               parse=lambda value: maintenance.parse_windows(v.str_list(value)),
                               schema={"type": "array", "items": {"type": "string", "examples": ["Sat 02:00-04:00"]}})
 
+def _slug(value: object) -> str:
+    slug = v.text(value)
+    if not SLUG_RE.match(slug):
+        raise ValueError("a slug is 1-64 characters of a-z, 0-9, - and _")
+    return slug
+
+
+def _slugs(value: object) -> tuple[str, ...]:
+    slugs = tuple(map(_slug, v.str_list(value)))
+    repeated = [s for i, s in enumerate(slugs) if s in slugs[:i]]
+    if repeated:
+        raise ValueError(f"{repeated[0]!r} is named twice")
+    return slugs
+
+
+SLUG = dataclasses.replace(TEXT, name="slug of a check", parse=_slug,
+                           schema={"type": "string", "pattern": SLUG_RE.pattern.replace("\\Z", "$"),
+                                   "examples": ["nightly-backup"]})
+SLUGS = dataclasses.replace(STRINGS, name="list of check slugs", parse=_slugs,
+                            schema={"type": "array", "items": SLUG.schema, "examples": [["router", "nas"]]})
+
 _SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CheckSpec)}
 
 
@@ -207,6 +228,14 @@ CHECK_SETTINGS: tuple[CheckSetting, ...] = (
     CheckSetting("resume_on_ping", BOOLEAN, "When true, a ping to a paused check resumes it."),
     CheckSetting("maintenance", WINDOWS, 'Recurring windows in `timezone`, like "Sat 02:00-04:00" or "Mon-Fri '
                  '12:00-12:30": alerts are held while one is open, and what is still true is sent once it ends.'),
+    CheckSetting("description", TEXT, "Free text about the job for people, shown in the API (Healthchecks' "
+                 "`desc`)."),
+    # dependencies and pipelines (README "Dependencies and pipelines")
+    CheckSetting("depends_on", SLUGS, "Parent checks (slugs): while one is down, paused or in maintenance, this "
+                 "check's bad runs are recorded but send no alert (its status says \"waiting on\" the parent); when "
+                 "the parent recovers, what is still wrong here is sent once, after this check's start_grace."),
+    CheckSetting("after", SLUG, "Instead of schedule or period: the slug of the check this one follows. A start "
+                 "is expected within start_grace after each successful finish of that check; none after a failure."),
 )
 
 #: The settings by key, in the table's order.
@@ -254,6 +283,12 @@ def parse_check(slug: str, table: object, default_tz: str = "UTC", prefix: str =
             raise ConfigError(f"{prefix}{slug}.{key}", value, str(e)) from None
     if "schedule" in values and "period" in values:
         raise ConfigError(f"{prefix}{slug}.period", table["period"], "give either schedule or period, not both")
+    if "after" in values and ("schedule" in values or "period" in values):
+        raise ConfigError(f"{prefix}{slug}.after", table["after"],
+                          f"give either {'schedule' if 'schedule' in values else 'period'} or after, not both")
+    if values.get("after") == slug or slug in values.get("depends_on", ()):
+        key = "after" if values.get("after") == slug else "depends_on"
+        raise ConfigError(f"{prefix}{slug}.{key}", table[key], "a check cannot depend on itself")
     values.setdefault("timezone", default_tz)
     return CheckSpec(slug=slug, **values)
 

@@ -27,7 +27,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 RESERVED_STEPS = frozenset({"start", "finish", "fail", "success", "log"})
 
 #: Settings that hold secrets (Apprise URLs carry tokens): a bad value is named but never repeated.
-SECRET_KEY_RE = re.compile(r"(^|\.)(urls|alerts|tokens|password)\Z|\AHEARTWATCH_(ALERT_URLS|API_TOKEN|WEB_PASSWORD)\Z")
+SECRET_KEY_RE = re.compile(r"(^|\.)(urls|alerts|tokens|read_tokens|password)\Z"
+                           r"|\AHEARTWATCH_(ALERT_URLS|API_TOKEN|API_READ_TOKEN|WEB_PASSWORD)\Z")
 
 
 class ConfigError(Exception):

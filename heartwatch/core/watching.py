@@ -18,8 +18,11 @@ Alerts follow the check, not each run (README "Alert rules"):
 - An alert goes out when the truth differs from what was told: down (or down for another reason: another
   kind, exit status or step), or recovered. The same trouble again is not news; it is summed up in `since`,
   and a reminder every `remind_every` while down says so.
-- A hold (paused, a maintenance window; later a parent that is down) records the truth but sends nothing;
-  when it ends, what is still true goes out once. Muted: no reminders.
+- A hold (paused, a maintenance window, a `depends_on` parent that is down, paused or in maintenance, or
+  recovered less than the child's start_grace ago) records the truth but sends nothing; when it ends, what is
+  still true goes out once. Muted: no reminders. A check's down alerts name the checks that depend on it.
+- `after`: a check expected within start_grace after each good finish of its parent (`after_parent_run`);
+  after a parent run that did not finish well, nothing is expected ("not expected, parent failed").
 - At most ALERTS_PER_HOUR alerts per check in any hour; past that, the truth waits until the hour allows one
   more, which then says what is true at that moment.
 - A paused check expects nothing.
@@ -60,6 +63,7 @@ class Hold(StrEnum):
 
     PAUSED = "paused"
     MAINTENANCE = "maintenance"
+    PARENT = "parent"  # a depends_on parent is down, paused or in maintenance (or recovered within the grace)
 
 
 class TimeoutLimit(StrEnum):
@@ -82,6 +86,8 @@ class Context:
     hold: Hold | None = None
     hold_until: datetime | None = None  # when the hold ends, if known (a maintenance window)
     muted: bool = False
+    waiting_on: tuple[str, ...] = ()  # Hold.PARENT: the parents (slugs) holding it back
+    dependents: tuple[str, ...] = ()  # the checks that depend on this one (display names), for its down alerts
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ class AlertIntent:
     since: Since | None = None  # what happened since the previous alert (reminders, catch-ups)
     limit: TimeoutLimit | None = None  # for timed_out: which limit was passed
     previous: Trouble | None = None  # for a change while down: what was wrong before
+    dependents: tuple[str, ...] = ()  # for down alerts: the checks that depend on this one, held back with it
+    waited_on: int | None = None  # for missed of an `after` check: the parent's run it was expected after
 
 
 @dataclass
@@ -113,6 +121,11 @@ def resolve_remind_every(spec: CheckSpec, server_default: timedelta) -> timedelt
 def fresh_watch(spec: CheckSpec, now: datetime, previous: Watch | None = None) -> Watch:
     """The watch for a new, changed or resumed check: expect the next start from `now`; keep the rest."""
     expected, deadline = _fresh_expectation(spec.schedule, spec.period, spec.timezone, spec.start_grace, now)
+    if (spec.after is not None and previous is not None and previous.expected_at is not None
+            and schedule.start_deadline(spec, previous.expected_at) > now):
+        # An `after` check's expectation comes from its parent's finish, not from `now`: a change keeps it while
+        # it is pending (a resume long after it passed expects nothing until the parent finishes again).
+        expected, deadline = previous.expected_at, schedule.start_deadline(spec, previous.expected_at)
     if previous is None:
         return Watch(expected_at=expected, start_deadline=deadline)
     return replace(previous, expected_at=expected, start_deadline=deadline)
@@ -160,6 +173,8 @@ def after_ping(spec: CheckSpec, watch: Watch, opened: Run | None, closed: list[R
     """What one ping's changes (the run it opened, the runs it closed: `runs.Applied`) mean for alerts."""
     w = replace(watch)
     decision = Decision(watch=w)
+    if opened is not None and spec.after is not None:
+        w.parent_failed = False  # it runs after all: its runs are judged as any check's
     if opened is not None and ctx.hold is not Hold.PAUSED:
         pending = w.expected_at
         if spec.period is not None or (pending is not None and satisfies(spec, pending, opened.started_at)):
@@ -240,12 +255,26 @@ def on_due(check_id: int, spec: CheckSpec, watch: Watch, open_runs: list[Run], n
     return decision
 
 
+def after_parent_run(spec: CheckSpec, watch: Watch, parent: Run) -> Watch:
+    """An `after` check's parent run ended (closed by a ping, or timed out or missed by the scheduler): a good
+    finish makes the next start due at its end, within start_grace; any other end expects nothing."""
+    w = replace(watch, parent_run=parent.id)
+    if parent.state is RunState.OK and parent.ended_at is not None:
+        w.expected_at, w.start_deadline = parent.ended_at, schedule.start_deadline(spec, parent.ended_at)
+        w.parent_failed = False
+    else:
+        w.expected_at = w.start_deadline = None
+        w.parent_failed = True
+    return w
+
+
 def next_deadline(watch: Watch, run_deadlines: list[datetime | None], ctx: Context | None = None) -> datetime | None:
     """When the scheduler must look at this check again: a start or run deadline, a reminder, or the moment
     a held alert may go out (the hourly limit frees up, a maintenance window ends). Never a time already
     past that could not fire: that would wake the scheduler in a loop."""
     times = [watch.start_deadline, *run_deadlines]
-    if ctx is None or ctx.hold is not Hold.PAUSED:  # a resume looks at a paused check again
+    # A resume looks at a paused check again, and a parent's recovery at the children it held back.
+    if ctx is None or not (ctx.hold is Hold.PAUSED or (ctx.hold is Hold.PARENT and ctx.hold_until is None)):
         gate = [t for t in (_limit_frees(watch), ctx.hold_until if ctx is not None and ctx.hold else None)
                 if t is not None]
         if _unsaid(watch) and gate:
@@ -295,7 +324,8 @@ def _judge_bad(spec: CheckSpec, w: Watch, run: Run, now: datetime, ctx: Context,
         w.down_since = now
     w.trouble = trouble
     intent = AlertIntent(_BAD_KIND[run.state], run, now, down_since=w.down_since, missed=missed,
-                         expected_at=expected_at, trouble=trouble, limit=limit, previous=w.told)
+                         expected_at=expected_at, trouble=trouble, limit=limit, previous=w.told,
+                         waited_on=w.parent_run if spec.after is not None and run.state is RunState.MISSED else None)
     _publish(w, now, ctx, decision, intent)
 
 
@@ -307,6 +337,7 @@ def _judge_good(spec: CheckSpec, w: Watch, run: Run, now: datetime, ctx: Context
         return
     down_since = w.down_since
     w.down_since, w.trouble, w.next_reminder = None, None, None
+    w.released_at = now  # its depends_on children are held back until their own grace has passed since
     decision.recovered = True
     if w.told is None:  # held all along: nothing was said, nothing to take back
         return
@@ -372,6 +403,8 @@ def _publish(w: Watch, now: datetime, ctx: Context, decision: Decision, intent: 
         if pending is intent:
             w.since = replace(w.since, held=w.since.held + 1)
         return
+    if ctx.dependents and w.down_since is not None:
+        pending = replace(pending, dependents=ctx.dependents)
     _send(w, decision, pending)
     w.told = w.trouble if w.down_since is not None else None
     w.since = Since()

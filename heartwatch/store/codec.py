@@ -132,18 +132,22 @@ def watch_from_row(row: Any) -> Watch:
                     held=s.get("held", 0), last=Trouble.from_key(s["last"]) if s.get("last") else None,
                     last_at=from_ts(s.get("last_at")))
     w.recent = tuple(datetime.fromtimestamp(t, UTC) for t in m.get("r", ()))
+    w.released_at = from_ts(m.get("u"))
+    w.parent_run = m.get("pr")
+    w.parent_failed = bool(m.get("pf"))
     return w
 
 
 def _memory(w: Watch) -> str | None:
     if (not w.good_streak and w.trouble is None and w.told is None and w.since == _NOTHING_SINCE
-            and not w.recent):
+            and not w.recent and w.released_at is None and w.parent_run is None):
         return None  # the common case: a check that is fine stores nothing here
     s = w.since
     since = {"bad": s.bad, "missed": s.missed, "good": s.good, "late": s.late, "held": s.held,
              "last": s.last.key if s.last else None, "last_at": to_ts(s.last_at)}
     return _compact({"g": w.good_streak, "t": w.trouble.key if w.trouble else None,
-                     "o": w.told.key if w.told else None, "s": since, "r": [t.timestamp() for t in w.recent]})
+                     "o": w.told.key if w.told else None, "s": since, "r": [t.timestamp() for t in w.recent],
+                     "u": to_ts(w.released_at), "pr": w.parent_run, "pf": w.parent_failed or None})
 
 
 _NOTHING_SINCE = Since()

@@ -138,6 +138,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         -- check on a page at once.
         CREATE INDEX runs_by_start ON runs (check_id, started_at, state, missed);
     """),
+    (9, "compatibility: ping URL aliases, a sender's response time", """
+        -- Another name a check answers pings to: a Healthchecks UUID imported onto an existing check, an Uptime
+        -- Kuma push token, an upti.my heartbeat token. Old ping URLs keep working after a move.
+        CREATE TABLE check_aliases (
+            alias TEXT PRIMARY KEY,
+            check_id INTEGER NOT NULL REFERENCES checks(id),
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX check_aliases_by_check ON check_aliases (check_id);
+        -- Uptime Kuma's `ping` (milliseconds), kept with the event it came with.
+        ALTER TABLE events ADD COLUMN ping_ms REAL;
+    """),
 ]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from heartwatch.core import dependencies
 from heartwatch.core.model import Check, Run, RunState, Watch
 from heartwatch.store import codec, uptime
 from heartwatch.store.base import AlertRecord, CheckSnapshot, MetricsRows, StatusLines, StripRun, UnreadableDatabase
@@ -88,6 +89,44 @@ class SqliteReads:
             out.extend(_snapshot(r) for r in rows[start:start + SLICE])
         return out
 
+    async def snapshots_of(self, slugs: Sequence[str]) -> dict[str, CheckSnapshot]:
+        """The live checks with these slugs, as snapshots by slug (unknown or archived ones left out)."""
+        found: dict[str, CheckSnapshot] = {}
+        wanted = list(dict.fromkeys(slugs))
+        for k in range(0, len(wanted), 500):
+            chunk = wanted[k:k + 500]
+            rows = await self._all(f"{_SNAPSHOT} WHERE c.archived_at IS NULL AND c.slug IN"
+                                   f" ({', '.join('?' * len(chunk))})", tuple(chunk))
+            found.update((s.check.slug, s) for s in map(_snapshot, rows))
+        return found
+
+    async def relatives(self, slug: str, limit: int = 100) -> dict[str, CheckSnapshot]:
+        """The live checks linked to `slug` through depends_on and after: its parents and theirs, and the checks
+        that name it and theirs, as snapshots by slug (the check itself included), at most about `limit`."""
+        found: dict[str, CheckSnapshot] = {}
+        up, down = [slug], [slug]
+        while (up or down) and len(found) < limit:
+            wanted = [s for s in up if s not in found]
+            if wanted:
+                rows = await self._all(f"{_SNAPSHOT} WHERE c.archived_at IS NULL AND c.slug IN"
+                                       f" ({', '.join('?' * len(wanted))})", tuple(wanted))
+                up = []
+                for snap in map(_snapshot, rows):
+                    found[snap.check.slug] = snap
+                    up += dependencies.parents(snap.check.spec)
+            else:
+                up = []
+            parents, down = down, []
+            for parent in parents:
+                # The spec's JSON holds the slug in quotes wherever it is named; the match is made exact below.
+                rows = await self._all(f"{_SNAPSHOT} WHERE c.archived_at IS NULL AND c.spec LIKE ?",
+                                       (f'%"{parent}"%',))
+                for snap in map(_snapshot, rows):
+                    if parent in dependencies.parents(snap.check.spec) and snap.check.slug not in found:
+                        found[snap.check.slug] = snap
+                        down.append(snap.check.slug)
+        return found
+
     # --- checks, runs, events, alerts -------------------------------------------------------------------
 
     async def checks(self, include_archived: bool = False) -> list[Check]:
@@ -153,10 +192,10 @@ class SqliteReads:
     async def events(self, check_id: int, limit: int = 100, run_id: int | None = None) -> list[dict[str, Any]]:
         where, params = ("check_id = ?", (check_id,)) if run_id is None else ("run_id = ?", (run_id,))
         rows = await self._all(
-            "SELECT id, run_id, at, kind, step, rid, exit_code, body, remote_addr, user_agent, method"
+            "SELECT id, run_id, at, kind, step, rid, exit_code, body, remote_addr, user_agent, method, ping_ms"
             f" FROM events WHERE {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         keys = ("id", "run_id", "at", "kind", "step", "rid", "exit_code", "body", "remote_addr", "user_agent",
-                "method")
+                "method", "ping_ms")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     async def alerts(self, check_id: int, limit: int = 20, run_id: int | None = None) -> list[AlertRecord]:

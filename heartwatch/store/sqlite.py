@@ -21,11 +21,12 @@ from typing import TypeVar
 
 import aiosqlite
 
+from heartwatch.core import dependencies
 from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, Run
 from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import Applied, apply_ping, make_room
 from heartwatch.core.settings import Synchronous
-from heartwatch.store import codec, outbox, retention
+from heartwatch.store import codec, compat, outbox, retention
 from heartwatch.store.base import Reads
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
 from heartwatch.store.migrations import MIGRATIONS, migrate
@@ -90,17 +91,24 @@ class Store(SqliteReads):
         self._by_id: dict[int, Check] = {}
         self._by_uuid: dict[str, Check] = {}
         self._by_slug: dict[str, Check] = {}
+        self._by_alias: dict[str, int] = {}  # compatibility ping names (store/compat.py) -> check id
+        # Parent slug -> ids of the checks naming it in depends_on or after (most checks name none).
+        self._children: dict[str, dict[int, None]] = {}
         self._since_prune: dict[int, int] = {}
         # Open runs by check (by run id, oldest first) and by (check, rid): every ping needs them, so they are
         # kept here instead of read and decoded each time; a ping finds its run by rid, never by a scan.
         self._open: dict[int, dict[int, Run]] = {}
         self._open_by_rid: dict[tuple[int, str | None], dict[int, Run]] = {}
         # Each check's watch and the alert decisions' writes, on the writer thread (store/watches.py).
-        self.book = WatchBook(self.open_runs, self.save_run, policy or AlertPolicy())
+        self.book = WatchBook(self.open_runs, self.save_run, policy or AlertPolicy(),
+                              lambda slug: self._by_slug.get(slug), self.children_of)
         self._ping_key = ""
         # Specs the stored checks are expected to have (the config's): a stored check whose text matches one
         # shares that object instead of decoding its JSON, which is most of a restart with 100,000 checks.
         self._known_specs: Mapping[str, CheckSpec] = {}
+        # Config checks stored in an older spelling (a setting added since): rewritten by the next sync_config, so
+        # the next start shares the config's specs again instead of decoding every row.
+        self._old_text: set[str] = set()
         self._read_ahead: list[Check] | None = None  # the checks, read while quick_check ran
 
     @property
@@ -207,7 +215,10 @@ class Store(SqliteReads):
             spec = known.get(row[2])
             if spec is not None and encode(spec) != row[3]:
                 spec = None  # changed in the config: decoded from the row; sync_config will update it
-            checks.append(codec.check_from_row(row, spec))
+            check = codec.check_from_row(row, spec)
+            if spec is None and known.get(row[2]) == check.spec:
+                self._old_text.add(check.slug)
+            checks.append(check)
         return checks
 
     def _load_state(self, conn: sqlite3.Connection) -> None:
@@ -218,6 +229,10 @@ class Store(SqliteReads):
         self._by_id = {c.id: c for c in checks}
         self._by_uuid = {c.uuid: c for c in checks}
         self._by_slug = {c.slug: c for c in checks}
+        self._by_alias = compat.load_aliases(conn)
+        self._children = {}
+        for check in checks:
+            self._link(check)
         self._open, self._open_by_rid = {}, {}
         for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL ORDER BY id"):
             self._keep_open(codec.run_from_row(row))
@@ -246,7 +261,26 @@ class Store(SqliteReads):
         if run.ended_at is None:
             self._keep_open(run)
 
+    def _link(self, check: Check, on: bool = True) -> None:
+        for _, parent in dependencies.edges(check.spec):
+            if on:
+                self._children.setdefault(parent, {})[check.id] = None
+            else:
+                self._children.get(parent, {}).pop(check.id, None)
+
+    def children_of(self, slug: str) -> list[Check]:
+        """The live checks that name `slug` in depends_on or after. Writer thread only."""
+        ids = self._children.get(slug)
+        if not ids:
+            return []  # most checks: nothing names them
+        found = (self._by_id.get(i) for i in ids)
+        return [c for c in found if c is not None and not c.archived and slug in dependencies.parents(c.spec)]
+
     def _index(self, check: Check) -> None:
+        old = self._by_id.get(check.id)
+        if old is not None and (old.spec.depends_on or old.spec.after):
+            self._link(old, on=False)
+        self._link(check)
         self._by_id[check.id] = check
         self._by_uuid[check.uuid] = check
         self._by_slug[check.slug] = check
@@ -260,11 +294,12 @@ class Store(SqliteReads):
             return False
         return sum(1 for c in self._by_id.values() if not c.archived) >= self.max_checks
 
-    def _insert_check(self, conn: sqlite3.Connection, spec: CheckSpec, source: CheckSource, now: datetime) -> Check:
-        return self._insert_checks(conn, [spec], source, now)[0]
+    def _insert_check(self, conn: sqlite3.Connection, spec: CheckSpec, source: CheckSource, now: datetime,
+                      uuid: str | None = None) -> Check:
+        return self._insert_checks(conn, [spec], source, now, uuid)[0]
 
     def _insert_checks(self, conn: sqlite3.Connection, specs: list[CheckSpec], source: CheckSource,
-                       now: datetime) -> list[Check]:
+                       now: datetime, uuid: str | None = None) -> list[Check]:
         """Create checks in one statement (a first start with 100,000 config checks), then run the hooks.
 
         Ids are given explicitly, as SQLite would (the largest so far + 1), so they are known without a
@@ -272,8 +307,10 @@ class Store(SqliteReads):
         """
         first = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM checks").fetchone()[0])
         ts = now.timestamp()
-        checks = [Check(id=first + i, uuid=uuid, spec=spec, source=source, created_at=now)
-                  for i, (spec, uuid) in enumerate(zip(specs, new_uuids(len(specs)), strict=True))]
+        # `uuid`: the one check's UUID kept from another tool (an import), else random ones.
+        uuids = [uuid] if uuid is not None and len(specs) == 1 else new_uuids(len(specs))
+        checks = [Check(id=first + i, uuid=code, spec=spec, source=source, created_at=now)
+                  for i, (spec, code) in enumerate(zip(specs, uuids, strict=True))]
         conn.executemany("INSERT INTO checks (id, uuid, slug, spec, source, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                          [(c.id, c.uuid, c.slug, codec.spec_to_json(c.spec), source.value, ts) for c in checks])
         for check in checks:
@@ -312,6 +349,9 @@ class Store(SqliteReads):
                 elif existing.spec != spec or existing.source is not CheckSource.CONFIG or existing.archived:
                     changed.append((existing, spec))
                     report.updated.append(slug)
+                elif slug in self._old_text:  # the same settings, stored in an older spelling: not a change
+                    conn.execute("UPDATE checks SET spec = ? WHERE id = ?", (codec.spec_to_json(spec), existing.id))
+            self._old_text.clear()
             if report.created:
                 self._insert_checks(conn, [specs[slug] for slug in report.created], CheckSource.CONFIG, now)
             for existing, spec in changed:
@@ -377,7 +417,11 @@ class Store(SqliteReads):
 
     def resolve(self, req: PingRequest) -> Check | None:
         if req.uuid is not None:
-            return self._by_uuid.get(req.uuid)
+            check = self._by_uuid.get(req.uuid)
+            if check is None and self._by_alias:
+                alias_of = self._by_alias.get(req.uuid)
+                check = None if alias_of is None else self._by_id.get(alias_of)
+            return check
         return self._by_slug.get(req.slug or "") if self._key_matches(req) else None
 
     async def record_ping(self, req: PingRequest, ping: Ping) -> PingResult:
@@ -418,9 +462,10 @@ class Store(SqliteReads):
                       ignored: bool = False) -> None:
         conn.execute(
             "INSERT INTO events (check_id, run_id, at, kind, step, rid, exit_code, body, remote_addr,"
-            " user_agent, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " user_agent, method, ping_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (check_id, run.id if run else None, ping.at.timestamp(), IGNORED if ignored else ping.kind.value,
-             ping.step, ping.rid, ping.exit_code, ping.body or None, ping.remote_addr, ping.user_agent, ping.method))
+             ping.step, ping.rid, ping.exit_code, ping.body or None, ping.remote_addr, ping.user_agent, ping.method,
+             ping.ping_ms))
         count = self._since_prune.get(check_id, 0) + 1
         if count >= PRUNE_EVERY:
             more = self._prune(conn, check_id, ping.at)
@@ -442,16 +487,33 @@ class Store(SqliteReads):
     # `set_paused` above, which config checks allow.
 
     async def api_save_check(self, slug: str, build: Callable[[CheckSpec | None], CheckSpec], now: datetime,
-                             create: bool = True) -> ApiWrite:
+                             create: bool = True, uuid: str | None = None, aliases: tuple[str, ...] = ()) -> ApiWrite:
         """Create (if `create`) or replace a check's spec with `build(current spec, or None if new)`.
 
         What `build` raises comes back as a REJECTED outcome carrying the error, not as an exception of
         the operation: a failed operation would roll back and re-run the pings sharing its transaction.
         An archived check is brought back by a create (history kept), and is not found by an update.
+
+        `uuid` (an import keeping another tool's UUID) is a new check's UUID; for a check that exists it is
+        added to `aliases`, the other names the check answers pings to. A name that already belongs to another
+        check is refused (REJECTED with AliasTaken), and nothing is written.
         """
 
         def op(conn: sqlite3.Connection) -> ApiWrite:
             check = self._by_slug.get(slug)
+            taken = self._names_taken(check, uuid, aliases)
+            if taken is not None:
+                return ApiWrite(ApiOutcome.REJECTED, check, taken)
+            result = save(conn, check)
+            if result.check is not None and result.outcome in (ApiOutcome.CREATED, ApiOutcome.UPDATED):
+                names = [a for a in (*aliases, *([uuid] if uuid else [])) if a != result.check.uuid]
+                new = [a for a in dict.fromkeys(names) if a not in self._by_alias]
+                if new:
+                    compat.add_aliases(conn, result.check.id, new, now.timestamp())
+                    self._by_alias.update(dict.fromkeys(new, result.check.id))
+            return result
+
+        def save(conn: sqlite3.Connection, check: Check | None) -> ApiWrite:
             if check is not None and check.source is CheckSource.CONFIG and not check.archived:
                 return ApiWrite(ApiOutcome.READ_ONLY, check)
             if check is None or (check.archived and not create):
@@ -461,13 +523,15 @@ class Store(SqliteReads):
                     return ApiWrite(ApiOutcome.TOO_MANY)
                 try:
                     spec = build(None)
+                    dependencies.check_change(spec, self._live_spec)
                 except Exception as e:
                     return ApiWrite(ApiOutcome.REJECTED, None, e)
-                return ApiWrite(ApiOutcome.CREATED, self._insert_check(conn, spec, CheckSource.API, now))
+                return ApiWrite(ApiOutcome.CREATED, self._insert_check(conn, spec, CheckSource.API, now, uuid))
             if check.archived and self._full():  # bringing it back would make one too many
                 return ApiWrite(ApiOutcome.TOO_MANY, check)
             try:
                 spec = build(None if check.archived else check.spec)
+                dependencies.check_change(spec, self._live_spec)
             except Exception as e:
                 return ApiWrite(ApiOutcome.REJECTED, check, e)
             if spec == check.spec and check.source is CheckSource.API and not check.archived:
@@ -475,6 +539,20 @@ class Store(SqliteReads):
             return ApiWrite(ApiOutcome.UPDATED, self._update_check(conn, check, spec, CheckSource.API, now))
 
         return await self.writer.submit(op)
+
+    def _names_taken(self, check: Check | None, uuid: str | None, aliases: tuple[str, ...]) -> Exception | None:
+        """Why `uuid` and `aliases` cannot name `check` (None for a new one), or None when they can."""
+        for name in (*([uuid] if uuid else []), *aliases):
+            owner = self._by_uuid.get(name)
+            if owner is None:
+                alias_of = self._by_alias.get(name)
+                owner = None if alias_of is None else self._by_id.get(alias_of)
+            if owner is not None and (check is None or owner.id != check.id):
+                return compat.AliasTaken(f"{name} already names the check {owner.slug!r}")
+        return None
+    def _live_spec(self, slug: str) -> CheckSpec | None:
+        check = self._by_slug.get(slug)
+        return None if check is None or check.archived else check.spec
 
     async def api_archive(self, slug: str, now: datetime) -> ApiWrite:
         """Archive a check as the config does for a removed table: no longer listed or alerted, history kept."""
@@ -519,6 +597,8 @@ class Store(SqliteReads):
 
         def op(conn: sqlite3.Connection) -> int:
             checks = [c for c in map(self._by_id.get, check_ids) if c is not None]
+            # Parents first: a parent found down in this pass holds back its children's alerts of the same pass.
+            checks.sort(key=lambda c: bool(c.spec.depends_on))
             return self.book.evaluate(conn, checks, now)
 
         # long: up to DUE_BATCH checks evaluated in one transaction, off the event loop
@@ -555,6 +635,24 @@ class Store(SqliteReads):
 
     # --- reads ----------------------------------------------------------------------------------------
     # --- reads: the methods of SqliteReads (store/reads.py), on this connection --------------------------
+
+    # --- reads for the compatibility layer (store/compat.py) ------------------------------------------------
+
+    async def slug_of(self, code: str) -> str | None:
+        """The live check whose UUID or alias is `code`."""
+        return await compat.slug_of(self.reader, code)
+
+    async def aliases_of(self, check_ids: list[int]) -> dict[int, list[str]]:
+        return await compat.aliases_of(self.reader, check_ids)
+
+    async def ping_stats(self, check_ids: list[int]) -> dict[int, compat.PingStats]:
+        return await compat.ping_stats(self.reader, check_ids)
+
+    async def logged_pings(self, check_id: int, limit: int) -> list[compat.LoggedPing]:
+        return await compat.logged_pings(self.reader, check_id, limit)
+
+    async def alert_kinds(self, check_id: int) -> list[tuple[str, float]]:
+        return await compat.alert_kinds(self.reader, check_id)
 
     @property
     def reader(self) -> aiosqlite.Connection:

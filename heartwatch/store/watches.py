@@ -9,6 +9,12 @@ The cache: check id -> (watch, its stored next_deadline), or None for a check wi
 reads no row and writes one only when something moved. Rows are read as their checks are first touched
 (a restart with 100,000 checks reads none up front) and forgotten after a rollback.
 
+Dependencies (heartwatch.core.dependencies): a check's context holds its alerts back while a `depends_on`
+parent is down, paused or in maintenance, and names the checks depending on it for its down alerts. When a
+check recovers, is resumed or changes, its children's rows are written again in the same transaction (their
+held alerts fall due at the end of their grace); when one of its runs ends, each `after` child's expectation
+is set from it, also in that transaction. Nothing polls.
+
 One check whose decision raises (a time zone gone from tzdata, a corrupt row) is logged once with its slug
 and set aside (no deadline) until its next change; the others go on.
 """
@@ -22,8 +28,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from heartwatch.core import maintenance, schedule, watching
-from heartwatch.core.model import Check, Ping, Run, Watch
+from heartwatch.core import dependencies, maintenance, schedule, watching
+from heartwatch.core.dependencies import ParentState
+from heartwatch.core.model import Check, Ping, Run, RunState, Watch
 from heartwatch.core.runs import Applied
 from heartwatch.core.watching import Context, Decision, Hold
 from heartwatch.store import codec, outbox
@@ -44,8 +51,10 @@ _SAVE_WATCH = (f"INSERT INTO watches (check_id, {', '.join(_COLUMNS)}) VALUES ({
 
 class WatchBook:
     def __init__(self, open_runs: Callable[[int], list[Run]], save_run: Callable[[sqlite3.Connection, Run], None],
-                 policy: AlertPolicy) -> None:
+                 policy: AlertPolicy, check_by_slug: Callable[[str], Check | None] = lambda _: None,
+                 children_of: Callable[[str], list[Check]] = lambda _: []) -> None:
         self._open_runs, self._save_run = open_runs, save_run
+        self._check_by_slug, self._children_of = check_by_slug, children_of
         self.policy = policy
         self._watches: dict[int, tuple[Watch, float | None] | None] = {}
         # A check id above this that is not in the cache has no row, so a check created now costs no read: the
@@ -99,16 +108,49 @@ class WatchBook:
                 entry = self._watches.get(check_id)
         return entry[0] if entry else None
 
-    def context(self, check: Check, now: datetime) -> Context:
-        """What holds the check's alerts back, and how often it reminds."""
+    def context(self, conn: sqlite3.Connection, check: Check, now: datetime) -> Context:
+        """What holds the check's alerts back, how often it reminds, and who depends on it."""
         remind = watching.resolve_remind_every(check.spec, self.policy.remind_every)
+        children = self._children_of(check.slug)
+        dependents = tuple(c.spec.display_name for c in children if check.slug in c.spec.depends_on) if children else ()
         if check.paused or check.archived:
-            return Context(remind, Hold.PAUSED, muted=check.muted)
-        ends = [t for t in (check.maintenance_until,
-                            maintenance.window_end(check.spec.maintenance, check.spec.timezone, now)) if t and t > now]
-        if ends:
-            return Context(remind, Hold.MAINTENANCE, max(ends), muted=check.muted)
-        return Context(remind, muted=check.muted)
+            return Context(remind, Hold.PAUSED, muted=check.muted, dependents=dependents)
+        end = _maintenance_end(check, now)
+        if end is not None:
+            return Context(remind, Hold.MAINTENANCE, end, muted=check.muted, dependents=dependents)
+        if check.spec.depends_on:
+            waiting, until = dependencies.waiting_on(check.spec, self.parent_states(conn, check, now), now)
+            if waiting:
+                return Context(remind, Hold.PARENT, until, muted=check.muted, waiting_on=waiting,
+                               dependents=dependents)
+        return Context(remind, muted=check.muted, dependents=dependents)
+
+    def parent_states(self, conn: sqlite3.Connection, check: Check, now: datetime) -> dict[str, ParentState]:
+        """What the check's depends_on parents are at `now` (live ones only)."""
+        states: dict[str, ParentState] = {}
+        for slug in check.spec.depends_on:
+            parent = self._check_by_slug(slug)
+            if parent is None or parent.archived:
+                continue
+            states[slug] = dependencies.parent_state(parent, self.get(conn, parent.id), now)
+        return states
+
+    def _tell_children(self, conn: sqlite3.Connection, check: Check, ended: list[Run], now: datetime) -> None:
+        """After `check` changed in this transaction: each `after` child expects its start from the runs that
+        ended (the last of them), and every child's row is written again with what now holds it back."""
+        for child in self._children_of(check.slug):
+            try:
+                watch = self.get(conn, child.id)
+                if child.spec.after == check.slug and ended:
+                    watch = watching.after_parent_run(child.spec, watch or watching.fresh_watch(child.spec, now),
+                                                      ended[-1])
+                if watch is not None:  # what is still true goes out now if nothing holds it any more
+                    ctx = self.context(conn, child, now)
+                    decision = watching.on_change(child.spec, watch, now, ctx, expect=False)
+                    self._write(conn, child, decision, b"")
+                    self.save(conn, child, decision.watch, ctx)
+            except Exception:  # the parent's change stands; this child waits for its own next change
+                self._set_aside_once(child.id, child.slug, "its parent's change could not be evaluated")
 
     def _row(self, check: Check, watch: Watch, ctx: Context) -> tuple[Any, ...] | None:
         """The watches row to write (the cache updated), or None when nothing moved."""
@@ -172,7 +214,7 @@ class WatchBook:
                 newest = max(newest, check.id)
                 continue
             try:
-                ctx = self.context(check, now)
+                ctx = self.context(conn, check, now)
                 previous = self.get(conn, check.id)
                 decision = watching.on_change(check.spec, previous or Watch(), now, ctx,
                                               expect=expect or previous is None)
@@ -187,6 +229,9 @@ class WatchBook:
                 rows.append(row)
         conn.executemany(_SAVE_WATCH, rows)  # one statement for all
         self._stored_max = newest
+        for check in checks:  # a parent paused, resumed, changed or archived: its children see it now
+            if self._children_of(check.slug):
+                self._tell_children(conn, check, [], now)
 
     def on_ping(self, conn: sqlite3.Connection, check: Check, ping: Ping, applied: Applied) -> None:
         """What a ping's changes mean for the check's alerts: decided by watching.after_ping, written here."""
@@ -197,7 +242,7 @@ class WatchBook:
             return  # a step that moved no deadline (most pings): nothing for the watch to decide
         now = ping.at
         try:
-            ctx = self.context(check, now)
+            ctx = self.context(conn, check, now)
             watch = self.get(conn, check.id) or watching.fresh_watch(check.spec, now)
             decision = watching.after_ping(check.spec, watch, applied.opened, applied.closed, now, ctx)
         except Exception:  # the ping is stored all the same; this check's alerts wait for its next change
@@ -209,6 +254,8 @@ class WatchBook:
             w.since = replace(w.since, late=w.since.late + len(applied.late))
         self._write(conn, check, decision, ping.body)
         self.save(conn, check, decision.watch, ctx)
+        if decision.recovered or applied.closed:
+            self._tell_children(conn, check, [r for r in applied.closed if r.ended_at is not None], now)
 
     def evaluate(self, conn: sqlite3.Connection, checks: list[Check], now: datetime) -> int:
         """Everything due by `now` for `checks` (one transaction); returns the number of alerts written."""
@@ -220,7 +267,7 @@ class WatchBook:
                 watch = self.get(conn, check.id)
                 if watch is None:
                     continue
-                ctx = self.context(check, now)
+                ctx = self.context(conn, check, now)
                 newest = None
                 if watch.down_since is not None and watch.start_deadline is not None and watch.start_deadline <= now:
                     newest = self._newest_run(conn, check.id)  # a further missed start may fold into it
@@ -236,6 +283,9 @@ class WatchBook:
             timed_out = [r.id for r in decision.runs if r.id is not None and r.state.value == "timed_out"]
             self._write(conn, check, decision, outbox.last_output(conn, timed_out[0]) if timed_out else b"")
             self.save(conn, check, decision.watch, ctx)
+            ended = [r for r in decision.runs if r.state is not RunState.RUNNING]
+            if decision.recovered or ended:
+                self._tell_children(conn, check, ended, now)
             alerts += len(decision.alerts)
         return alerts
 
@@ -250,12 +300,13 @@ class WatchBook:
             w = watching.fresh_watch(check.spec, now, watch)
             if w.down_since is not None and w.down_since > now:
                 w.down_since = now
-            if w.next_reminder is not None and w.next_reminder > now + self.context(check, now).remind_every:
-                w.next_reminder = now + self.context(check, now).remind_every
+            ctx = self.context(conn, check, now)
+            if w.next_reminder is not None and w.next_reminder > now + ctx.remind_every:
+                w.next_reminder = now + ctx.remind_every
             w.recent = tuple(t for t in w.recent if t <= now)
             for run in self._open_runs(check.id):
                 self.set_deadline(conn, check, run)
-            self.save(conn, check, w, self.context(check, now))
+            self.save(conn, check, w, ctx)
 
     # --- helpers -----------------------------------------------------------------------------------------------
 
@@ -290,3 +341,10 @@ class WatchBook:
         self._set_aside.add(check_id)
         log.exception("check %s set aside until its next change: %s; the other checks go on",
                       slug or f"#{check_id}", what)
+
+
+def _maintenance_end(check: Check, now: datetime) -> datetime | None:
+    """The end of the maintenance hold open at `now` (one-off or a recurring window), or None."""
+    ends = [t for t in (check.maintenance_until,
+                        maintenance.window_end(check.spec.maintenance, check.spec.timezone, now)) if t and t > now]
+    return max(ends) if ends else None

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from heartwatch.core.model import Check
 from heartwatch.web.api_errors import error
-from heartwatch.web.api_json import check_json, event_json, run_json
+from heartwatch.web.api_json import check_json, event_json, relatives_for_json, run_json
 from heartwatch.web.hub import hub_of
 from heartwatch.web.params import whole
 
@@ -32,11 +32,12 @@ async def list_checks(request: Request) -> Response:
     hub = hub_of(request)
     async with hub.whole_list:
         snapshots = await hub.store.snapshots()
+        by_slug = {s.check.slug: s for s in snapshots}
         parts: list[str] = []
         for start in range(0, len(snapshots), SLICE):
             if start:
                 await asyncio.sleep(0)
-            parts.extend(json.dumps(check_json(hub, snap), ensure_ascii=False, allow_nan=False,
+            parts.extend(json.dumps(check_json(hub, snap, by_slug), ensure_ascii=False, allow_nan=False,
                                     separators=(",", ":")) for snap in snapshots[start:start + SLICE])
     return Response('{"checks":[' + ",".join(parts) + "]}", media_type="application/json")
 
@@ -50,7 +51,7 @@ async def get_check(request: Request) -> Response:
     snap = await hub.store.snapshot(request.path_params["slug"])
     if snap is None:
         return error(404, "no such check", "slug")
-    return JSONResponse(check_json(hub, snap))
+    return JSONResponse(check_json(hub, snap, await relatives_for_json(hub, snap)))
 
 
 async def list_runs(request: Request) -> Response:

@@ -3,8 +3,10 @@ table of check settings (core/settings.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from heartwatch.core.dependencies import status_note, waiting_of
 from heartwatch.core.model import Run
 from heartwatch.core.settings import api_settings
 from heartwatch.core.status import check_status
@@ -31,14 +33,23 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
-def check_json(hub: Hub, snap: CheckSnapshot) -> dict[str, Any]:
+async def relatives_for_json(hub: Hub, snap: CheckSnapshot) -> Mapping[str, CheckSnapshot]:
+    """What check_json needs to know of other checks: its depends_on parents (none read for most checks)."""
+    return await hub.store.relatives(snap.check.slug) if snap.check.spec.depends_on else {}
+
+
+def check_json(hub: Hub, snap: CheckSnapshot, relatives: Mapping[str, CheckSnapshot] | None = None
+               ) -> dict[str, Any]:
+    """`relatives`: other checks by slug (at least its depends_on parents), for what holds it back."""
     check, last_run, watch = snap.check, snap.last_run, snap.watch
     spec = check.spec
+    now = hub.clock()
+    waiting = waiting_of(check, {s: (r.check, r.watch) for s, r in (relatives or {}).items()}, now)
     return {
         "slug": check.slug,
         "name": spec.display_name,
         "uuid": check.uuid,
-        "status": check_status(check, last_run, hub.clock(), watch).value,
+        "status": check_status(check, last_run, now, watch).value,
         "next_expected_at": iso(watch.expected_at) if watch and not check.paused else None,
         "ping_url": hub.ping_url(check.uuid),
         "slug_ping_url": hub.slug_url(check.slug),
@@ -49,6 +60,8 @@ def check_json(hub: Hub, snap: CheckSnapshot) -> dict[str, Any]:
         "archived": check.archived,
         "source": check.source.value,
         "last_run": run_json(last_run) if last_run else None,
+        "waiting_on": list(waiting),
+        "status_note": status_note(spec, watch, waiting),
     }
 
 

@@ -26,9 +26,9 @@ from starlette.routing import Route
 from heartwatch.core.model import CheckSpec
 from heartwatch.store.sqlite import ApiOutcome, ApiWrite
 from heartwatch.web.api_errors import ApiError, error
-from heartwatch.web.api_json import check_json
+from heartwatch.web.api_json import check_json, relatives_for_json
 from heartwatch.web.bearer import authorize
-from heartwatch.web.check_input import check_slug, hold_until, merge, reject_unknown, too_many, validate
+from heartwatch.web.check_input import check_slug, hold_until, merge, refusal, reject_unknown, too_many, validate
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.log_throttle import LogThrottle
 
@@ -107,7 +107,8 @@ def write_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]
 async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200) -> Response:
     """The check as GET shows it, or the JSON error for the outcome."""
     if result is not None and result.error is not None:
-        raise result.error  # what the settings builder refused (an ApiError: 422), answered by write_endpoint
+        # What the settings builder or the dependency graph refused (422), answered by write_endpoint.
+        raise refusal(result.error)
     if result is None or result.outcome is ApiOutcome.NOT_FOUND:
         archived = result is not None and result.check is not None and result.check.archived
         hint = "; it is archived: POST /api/v1/checks to bring it back" if archived else ""
@@ -119,7 +120,7 @@ async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200
     snap = await hub.store.snapshot(slug)
     assert snap is not None  # the write committed before we got here
     headers = {"Location": f"/api/v1/checks/{slug}"} if result.outcome is ApiOutcome.CREATED else None
-    return JSONResponse(check_json(hub, snap), status, headers=headers)
+    return JSONResponse(check_json(hub, snap, await relatives_for_json(hub, snap)), status, headers=headers)
 
 
 async def create_check(request: Request, hub: Hub) -> Response:

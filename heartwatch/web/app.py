@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from heartwatch.web import api, api_write, limits, login, manage, metrics, openapi, pages, ping_view
+from heartwatch.web import api, api_write, hc_api, limits, login, manage, metrics, openapi, pages, ping_view
 from heartwatch.web.auth import Auth, AuthGate, secure_cookie_for
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.security import HEADERS, SecurityHeaders
@@ -40,6 +40,7 @@ def create_app(hub: Hub, extra_routes: list[BaseRoute] | None = None, auth: Auth
     routes: list[BaseRoute] = [
         *api.routes,
         *api_write.routes,
+        *hc_api.routes,  # Healthchecks' API v3: its own X-Api-Key, open past the login like the pings
         *openapi.routes,
         *metrics.routes,
         Route("/healthz", healthz, methods=["GET"]),

@@ -26,9 +26,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from http.cookies import SimpleCookie
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
-from starlette.requests import Request, cookie_parser
+from starlette.requests import ClientDisconnect, Request, cookie_parser
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -49,7 +49,7 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
 
 #: Paths open without a login even when a password is set (prefixes end with "/").
 OPEN_PATHS = frozenset({"/healthz", "/login", "/logout", "/api/v1/openapi.json"})
-OPEN_PREFIXES = ("/static/", "/badge/")
+OPEN_PREFIXES = ("/static/", "/badge/", "/api/v3/")  # /api/v3/ asks for its own X-Api-Key (web/hc_api.py)
 
 
 @dataclass(frozen=True)
@@ -281,3 +281,18 @@ def cross_site(request: Request) -> bool:
 def forbidden(reason: str) -> Response:
     return PlainTextResponse(f"refused: {reason}. Reload the page and try again.", 403)
 
+
+
+async def read_form(request: Request, limit: int) -> dict[str, str] | None:
+    """A urlencoded body as a dict of first values; None when it is over `limit` bytes or the client left.
+    Read in chunks so a large body is refused before it is all in memory."""
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return None
+    except ClientDisconnect:
+        return None
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {key: values[0] for key, values in fields.items()}

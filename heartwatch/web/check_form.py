@@ -57,6 +57,8 @@ LABELS: dict[str, str] = {
     "strict_steps": "Strict steps", "alert_after": "Alert after", "recover_after": "Recover after",
     "remind_every": "Remind every", "alerts": "Alert targets", "tags": "Tags", "methods": "Methods",
     "fail_keywords": "Fail keywords", "resume_on_ping": "Resume on ping", "maintenance": "Maintenance windows",
+    "description": "Description",
+    "depends_on": "Depends on", "after": "Runs after",
 }
 
 

@@ -33,10 +33,19 @@ def validate(slug: str, table: dict[str, Any], settings: Settings) -> CheckSpec:
         raise ApiError(422, f"{field} = {e.shown}: {e.reason}", field) from None
 
 
+def refusal(error: Exception) -> Exception:
+    """What the store refused, as the API answers it: the dependency graph's ConfigError (an unknown parent, a
+    cycle) is a 422 naming its field, like any bad value."""
+    if isinstance(error, ConfigError):
+        field = error.key.rpartition(".")[2]
+        return ApiError(422, f"{field} = {error.shown}: {error.reason}", field)
+    return error
+
+
 def merge(current: CheckSpec, patch: dict[str, Any]) -> dict[str, Any]:
     """JSON merge patch (RFC 7396) of a check table: given keys replace, null resets to the default.
 
-    schedule and period exclude each other, so giving one drops the other instead of failing.
+    schedule, period and after exclude each other, so giving one drops the others instead of failing.
     """
     table = spec_table(current)
     for key, value in patch.items():
@@ -44,11 +53,16 @@ def merge(current: CheckSpec, patch: dict[str, Any]) -> dict[str, Any]:
             table.pop(key, None)
         else:
             table[key] = value
-    if patch.get("schedule") is not None:
-        table.pop("period", None)
-    if patch.get("period") is not None:
-        table.pop("schedule", None)
+    given = [k for k in _WHEN_DUE if patch.get(k) is not None]
+    if len(given) == 1:
+        for other in _WHEN_DUE:
+            if other != given[0]:
+                table.pop(other, None)
     return table
+
+
+#: The keys that say when a start is due: one at most.
+_WHEN_DUE = ("schedule", "period", "after")
 
 
 def check_slug(value: object) -> str:

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import parse_qs
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -29,6 +28,7 @@ from heartwatch.web.auth import (
     Auth,
     cross_site,
     forbidden,
+    read_form,
     request_session,
     safe_next,
 )
@@ -72,24 +72,6 @@ def _auth(request: Request) -> Auth | None:
     return auth
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """The urlencoded body as a dict of first values; None when it is too large or the client left."""
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM:
-                return None
-    except ClientDisconnect:
-        return None
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {key: values[0] for key, values in fields.items()}
-
-
-
-
-
-
 def _login_page(auth: Auth, next_path: str, message: str | None = None,
                 status: int = 200) -> Response:
     nonce = auth.new_login_nonce()
@@ -113,7 +95,7 @@ async def login(request: Request) -> Response:
     auth = _auth(request)
     if auth is None:
         return RedirectResponse("/", 303)
-    form = await _form(request)
+    form = await read_form(request, MAX_FORM)
     if form is None:
         return PlainTextResponse("the login form is too large", 413)
     if cross_site(request) or not auth.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf", "")):
@@ -155,7 +137,7 @@ async def logout(request: Request) -> Response:
     session = request_session(auth, request.scope)
     if session is None:
         return RedirectResponse("/login", 303)
-    form = await _form(request)
+    form = await read_form(request, MAX_FORM)
     if form is None:
         return PlainTextResponse("the form is too large", 413)
     if cross_site(request) or not auth.session_csrf_ok(session, form.get("csrf", "")):

@@ -18,10 +18,9 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, available_timezones
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -30,9 +29,9 @@ from heartwatch.engine import notify
 from heartwatch.store.sqlite import ApiOutcome
 from heartwatch.web import check_form
 from heartwatch.web.api_errors import ApiError
-from heartwatch.web.auth import Auth, Session, cross_site, forbidden, request_session, safe_next
+from heartwatch.web.auth import Auth, Session, cross_site, forbidden, read_form, request_session, safe_next
 from heartwatch.web.check_form import CONFIG_CHECK, EDITING_OFF
-from heartwatch.web.check_input import check_slug, hold_until, too_many, validate
+from heartwatch.web.check_input import check_slug, hold_until, refusal, too_many, validate
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.render import not_found_page, render
 
@@ -55,19 +54,6 @@ def editing_session(request: Request) -> Session | None:
     return None if auth is None else request_session(auth, request.scope)
 
 
-async def _read_form(request: Request) -> dict[str, str] | None:
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM:
-                return None
-    except ClientDisconnect:
-        return None
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {key: values[0] for key, values in fields.items()}
-
-
 Handler = Callable[[Request, Hub, dict[str, str]], Awaitable[Response]]
 
 
@@ -81,7 +67,7 @@ def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         session = request_session(auth, request.scope)
         if session is None:  # the gate lets no such post through; kept for the case it is ever moved
             return PlainTextResponse("log in first: /login", 401)
-        form = await _read_form(request)
+        form = await read_form(request, MAX_FORM)
         if form is None:
             return PlainTextResponse("the form is too large", 413)
         if cross_site(request) or not auth.session_csrf_ok(session, form.get("csrf", "")):
@@ -160,11 +146,11 @@ async def create(request: Request, hub: Hub, form: dict[str, str]) -> Response:
     elif result.outcome is ApiOutcome.TOO_MANY:
         result_error = ApiError(409, f"slug: {too_many(hub.settings.max_checks)}", "slug")
     else:
-        result_error = result.error
+        result_error = None if result.error is None else refusal(result.error)
     if result_error is not None:
         assert isinstance(result_error, ApiError)
         state.errors[result_error.field or "slug"] = result_error.message
-        return _form_page(request, hub, state, None, 409)
+        return _form_page(request, hub, state, None, result_error.status)
     _changed(hub)
     return RedirectResponse(f"/checks/{slug}", 303)
 
@@ -185,6 +171,11 @@ async def save(request: Request, hub: Hub, form: dict[str, str]) -> Response:
         state.errors[e.field or "slug"] = e.message
         return _form_page(request, hub, state, check, 422)
     result = await hub.store.api_save_check(slug, lambda _current: spec, hub.clock(), create=False)
+    if result.error is not None:  # the dependency graph refused it: an unknown parent, a cycle
+        error = refusal(result.error)
+        assert isinstance(error, ApiError)
+        state.errors[error.field or "slug"] = error.message
+        return _form_page(request, hub, state, check, 422)
     if result.outcome is ApiOutcome.READ_ONLY:
         return _message_page("Not editable here", CONFIG_CHECK, 409, slug)
     if result.outcome is ApiOutcome.NOT_FOUND:

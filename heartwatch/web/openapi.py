@@ -92,7 +92,8 @@ SCHEMAS: dict[str, Any] = {
     "Check": {
         "type": "object",
         "required": ["slug", "name", "uuid", "status", "ping_url", "slug_ping_url", *_CHECK_OUTPUT,
-                     "muted", "maintenance_until", "paused", "archived", "source", "last_run", "next_expected_at"],
+                     "muted", "maintenance_until", "paused", "archived", "source", "last_run", "next_expected_at",
+                     "waiting_on", "status_note"],
         "properties": {
             "slug": SLUG,
             "name": {"type": "string", "description": "Display name (the slug when none is set)"},
@@ -109,6 +110,11 @@ SCHEMAS: dict[str, Any] = {
             "source": {"type": "string", "enum": [s.value for s in CheckSource],
                        "description": "config checks are read-only through the API"},
             "last_run": _nullable(_ref("Run")),
+            "waiting_on": {"type": "array", "items": SLUG,
+                           "description": "The depends_on parents holding its alerts back now (down, paused or in "
+                                          "maintenance, or recovered less than its start_grace ago)"},
+            "status_note": _nullable({"type": "string", "description": 'Beside the status: "waiting on router", '
+                                      '"not expected, nightly-backup failed"'}),
             "next_expected_at": _nullable({"type": "string", "format": "date-time",
                                            "description": "When the next start is expected (UTC); null if none"}),
         },
@@ -127,7 +133,7 @@ SCHEMAS: dict[str, Any] = {
     "Event": {
         "type": "object",
         "required": ["id", "run_id", "at", "kind", "step", "rid", "exit_code", "body", "remote_addr", "user_agent",
-                     "method"],
+                     "method", "ping_ms"],
         "properties": {
             "id": {"type": "integer"},
             "run_id": _nullable({"type": "integer"}),
@@ -140,6 +146,8 @@ SCHEMAS: dict[str, Any] = {
             "remote_addr": _nullable({"type": "string"}),
             "user_agent": _nullable({"type": "string"}),
             "method": _nullable({"type": "string"}),
+            "ping_ms": _nullable({"type": "number", "description": "The response time an Uptime Kuma push "
+                                  "reported (its `ping`), in milliseconds"}),
         },
     },
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,10 +13,11 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
+from heartwatch.core import dependencies
 from heartwatch.core.model import BAD_STATES, Check, CheckStatus, Run, RunFlag, RunState, Watch
 from heartwatch.core.schedule import next_expected_start
 from heartwatch.core.status import check_status, status_of_parts
-from heartwatch.store.base import Reads, StripRun
+from heartwatch.store.base import CheckSnapshot, Reads, StripRun
 from heartwatch.store.codec import from_ts
 
 #: Runs drawn in the overview's strip per check.
@@ -46,6 +47,7 @@ class CheckRow:
     last_run: Run | None
     strip: list[StripRun]  # the last STRIP_RUNS runs, newest first
     expected_at: datetime | None  # next expected start, when known
+    note: str | None = None  # "waiting on router", "not expected, dump failed"
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Overview:
     matched: int = 0  # rows matching the filter, on every page
     page: int = 1
     pages: int = 1
+    pipeline: str | None = None  # only the checks linked to this one by depends_on and after
 
     @property
     def first(self) -> int:
@@ -69,7 +72,7 @@ class Overview:
     def page_url(self, page: int) -> str:
         """The link to another page of the same filter."""
         query = {"q": self.query, "tag": self.tag or "", "status": self.status.value if self.status else "",
-                 "page": str(page)}
+                 "pipeline": self.pipeline or "", "page": str(page)}
         return "?" + urlencode({k: v for k, v in query.items() if v})
 
     @property
@@ -206,10 +209,10 @@ def _cycle_collector_paused() -> Iterator[None]:
 
 
 async def overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int = 1,
-                   query: str = "") -> Overview:
+                   query: str = "", pipeline: str | None = None) -> Overview:
     # Paused until the lines are gone again, so the collector, back on, finds nothing of them to walk.
     with _cycle_collector_paused():
-        return await _overview(store, now, tag, status, page, query.strip())
+        return await _overview(store, now, tag, status, page, query.strip(), pipeline or None)
 
 
 def matches(line: _Line, query: str) -> bool:
@@ -218,7 +221,7 @@ def matches(line: _Line, query: str) -> bool:
 
 
 async def _overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int,
-                    query: str) -> Overview:
+                    query: str, pipeline: str | None = None) -> Overview:
     lines = await _lines(store, now)
     counts = {s: len(lines.by_status[s]) for s in COUNTED}
     # An unknown status in the URL (a typo, an old bookmark) shows everything rather than an error.
@@ -230,6 +233,9 @@ async def _overview(store: Reads, now: datetime, tag: str | None, status: str | 
     if query:
         lowered = query.lower()
         groups = [(s, [x for x in group if matches(x, lowered)]) for s, group in groups]
+    if pipeline is not None:
+        linked = await store.relatives(pipeline)
+        groups = [(s, [x for x in group if x[3] in linked]) for s, group in groups]
     matched = sum(len(group) for _, group in groups)
     pages = max(1, -(-matched // PAGE_SIZE))
     page = min(max(1, page), pages)
@@ -238,13 +244,59 @@ async def _overview(store: Reads, now: datetime, tag: str | None, status: str | 
     checks = await store.checks_by_id(ids)
     watches = await store.watches_of(ids)
     recent = await store.recent_runs(ids, STRIP_RUNS)
+    parents = await store.snapshots_of([p for c in checks.values() for p in c.spec.depends_on])
     rows = []
     for line_status, (_, cid, _, _) in on_page:
         check, watch = checks[cid], watches.get(cid)
         last, strip = recent.get(cid, (None, []))
-        rows.append(CheckRow(check, line_status, last, strip, expected_start(check, watch, last, now)))
+        note = (status_note(CheckSnapshot(check, last, watch), parents, now)
+                if check.spec.depends_on or check.spec.after else None)
+        rows.append(CheckRow(check, line_status, last, strip, expected_start(check, watch, last, now), note))
     return Overview(rows, counts, len(lines), sorted(lines.tags), tag, wanted, query=query, matched=matched,
-                    page=page, pages=pages)
+                    page=page, pages=pages, pipeline=pipeline)
+
+
+@dataclass
+class PipelineItem:
+    """One line of the check page's pipeline view."""
+
+    snap: CheckSnapshot
+    depth: int  # negative: above the check (its parents); 0: the check; positive: below it
+    via: str  # how this line is linked: "depends_on", "after" ("" for the check)
+    of: str  # above: the check that names this one; below: the check this one names
+    status: CheckStatus
+    note: str | None  # "waiting on router", "not expected, dump failed"
+    stopped: tuple[str, datetime] | None  # where its newest run stopped, when it is bad or running
+
+    top: int = 0  # the depth of the first line
+
+    @property
+    def indent(self) -> int:
+        return min(self.depth - self.top, 8)
+
+
+def status_note(snap: CheckSnapshot, linked: Mapping[str, CheckSnapshot], now: datetime) -> str | None:
+    """"waiting on router", "not expected, dump failed": the words beside the check's status, if any."""
+    known = {s: (r.check, r.watch) for s, r in linked.items()}
+    return dependencies.status_note(snap.check.spec, snap.watch, dependencies.waiting_of(snap.check, known, now))
+
+
+def pipeline_view(slug: str, linked: Mapping[str, CheckSnapshot], now: datetime) -> list[PipelineItem]:
+    """The check's parents and children (and theirs) with their statuses; empty when it has none."""
+    if len(linked) <= 1:
+        return []
+    known = {s: (r.check, r.watch) for s, r in linked.items()}
+    rows = dependencies.pipeline(slug, {s: r.check.spec for s, r in linked.items()})
+    top = min(r.depth for r in rows)
+    items = []
+    for row in rows:
+        snap = linked[row.slug]
+        waiting = dependencies.waiting_of(snap.check, known, now)
+        status = status_of(snap.check, snap.last_run, snap.watch, now)
+        items.append(PipelineItem(snap, row.depth, row.via, row.of, status,
+                                  dependencies.status_note(snap.check.spec, snap.watch, waiting),
+                                  stopped_at(snap.last_run), top))
+    return items
 
 
 def stopped_at(run: Run | None) -> tuple[str, datetime] | None:

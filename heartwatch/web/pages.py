@@ -61,7 +61,7 @@ async def overview_page(request: Request) -> Response:
         page = page_param(params.get("page"), "page", 1, 1_000_000, default=1)
         assert page is not None
         view = await page_data.overview(hub.store, now, params.get("tag"), params.get("status"),
-                                        page, params.get("q", "")[:200])
+                                        page, params.get("q", "")[:200], params.get("pipeline", "")[:64])
         uptimes = await hub.store.uptimes([row.check.id for row in view.rows], now, MONTH)
         return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job"), "uptimes": uptimes,
                 "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
@@ -104,6 +104,7 @@ async def check_page(request: Request) -> Response:
         check, newest, watch = snap.check, snap.last_run, snap.watch
         before = page_param(request.query_params.get("before"), "before")
         runs = await hub.store.runs(check.id, limit=RUNS_PER_PAGE, before=before)
+        linked = await hub.store.relatives(check.slug)
         spec, tz = check.spec, check.spec.timezone
         scale = charts.timeline_scale(runs, spec, now)
         run_url = f"/checks/{check.slug}/runs/"
@@ -121,6 +122,8 @@ async def check_page(request: Request) -> Response:
             "more_runs": len(runs) == RUNS_PER_PAGE,
             "uptime": (await hub.store.uptimes([check.id], now))[check.id],
             "held_until": held_until(check, now),
+            "pipeline": page_data.pipeline_view(check.slug, linked, now),
+            "note": page_data.status_note(snap, linked, now),
         }
 
     return await live_page(request, "check", build)
