@@ -299,3 +299,9 @@ def test_unicode_or_huge_digits_never_reach_int() -> None:
         values.whole_number(1, 10)("²")
     auth = Auth("password", b"s" * 32)
     assert auth.session("².nonce.sig") is None and auth.session("9" * 5000 + ".n.s") is None
+
+
+@pytest.mark.parametrize("code", ["%C2%B2", "-%C2%B2", "9" * 5000])
+def test_a_bad_cronitor_status_code_is_a_400(server: Server, code: str) -> None:
+    r = server.get(f"/p/{server.ping_key}/job?state=fail&status_code={code}")
+    assert r.status_code == 400 and "status_code" in r.text

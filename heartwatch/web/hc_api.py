@@ -115,7 +115,7 @@ async def _one_json(hub: Hub, slug: str, readonly: bool = False) -> dict[str, An
 
 async def read_json(request: Request) -> dict[str, Any]:
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
+    if length.isascii() and length.isdigit() and (len(length) > 12 or int(length) > MAX_BODY):
         raise HcRefusal(413, f"body too large: at most {MAX_BODY} bytes")
     body = bytearray()
     try:
@@ -335,7 +335,7 @@ def _timestamp_param(request: Request, name: str) -> float | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12):  # "²" passes isdigit(); huge ones overflow
         raise HcRefusal(400, f"{name} must be a whole number of seconds")
     return float(raw)
 
