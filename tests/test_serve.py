@@ -290,7 +290,7 @@ def test_json_api_and_healthz(shared: Server) -> None:
 
     newest, step, first = events(shared, "backup")
     assert set(first) == {"id", "run_id", "at", "kind", "step", "rid", "exit_code", "body", "remote_addr",
-                          "user_agent", "method"}
+                          "user_agent", "method", "ping_ms"}
     assert (first["kind"], first["rid"], first["body"], first["method"], first["run_id"]) == (
         "start", "r1", "starting", "POST", r1["id"])
     assert (step["kind"], step["step"]) == ("step", "dump")
