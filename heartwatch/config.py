@@ -44,7 +44,9 @@ class Settings:
     ping_key: str | None = None
     timezone: str = "UTC"
     body_limit: int = 10_000
-    retention: int = 1_000  # events kept per check
+    retention: int = 1_000  # events, and finished runs, kept per check
+    max_checks: int = 10_000  # checks that pings (?create=1) and the API may create; config checks do not count
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For/-Proto are believed
     rate_limit: int = 0  # pings per minute per check; 0 = off
     synchronous: Synchronous = Synchronous.NORMAL
     heartbeat_url: str | None = None  # pinged every minute by the process running the scheduler
@@ -148,7 +150,12 @@ SERVER_SETTINGS: tuple[ServerSetting, ...] = (
     ServerSetting("server", "body_limit", "body_limit", v.whole_number(0, 1_000_000), "whole number 0-1000000",
                   "Bytes of a ping's body that are kept (the tail)."),
     ServerSetting("server", "retention", "retention", v.whole_number(10, 10_000_000), "whole number 10-10000000",
-                  "Events kept per check; older ones are pruned."),
+                  "Events, and finished runs, kept per check; older ones are pruned."),
+    ServerSetting("server", "max_checks", "max_checks", v.whole_number(1, 10_000_000), "whole number 1-10000000",
+                  "Checks at most; past it, `?create=1` and the API refuse new checks (409)."),
+    ServerSetting("server", "trusted_proxies", "trusted_proxies", v.addresses, "list of IP addresses",
+                  "Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; from anyone else "
+                  "they are ignored."),
     ServerSetting("server", "rate_limit", "rate_limit", v.whole_number(0, 1_000_000), "whole number 0-1000000",
                   "Pings per minute per check; more are answered 429. 0 = no limit."),
     ServerSetting("server", "synchronous", "synchronous", _synchronous, "normal or full",
@@ -165,11 +172,13 @@ SERVER_SETTINGS: tuple[ServerSetting, ...] = (
                   "While a check stays down, remind this often (a check's own `remind_every` wins); 0 = never."),
     ServerSetting("alerts", "retry_first", "retry_first", v.positive_duration, "duration > 0",
                   "The first wait before a failed alert is sent again (the wait doubles each time)."),
-    ServerSetting("api", "tokens", "api_tokens", v.str_list, "list of strings",
-                  "Bearer tokens for the write API; with none, writes are refused.", "HEARTWATCH_API_TOKEN",
+    ServerSetting("api", "tokens", "api_tokens", v.api_tokens, "list of strings",
+                  "Bearer tokens for the write API, each at least 16 characters; with none, writes are refused. "
+                  "The environment variable holds one token (several: one per line).", "HEARTWATCH_API_TOKEN",
                   secret=True),
-    ServerSetting("api", "read_tokens", "api_read_tokens", v.str_list, "list of strings",
-                  "Read-only keys of the Healthchecks-compatible API under /api/v3/.", "HEARTWATCH_API_READ_TOKEN",
+    ServerSetting("api", "read_tokens", "api_read_tokens", v.api_tokens, "list of strings",
+                  "Read-only keys of the Healthchecks-compatible API under /api/v3/, whole tokens of at least 16 "
+                  "characters as `tokens`.", "HEARTWATCH_API_READ_TOKEN",
                   secret=True),
     ServerSetting("web", "password", "web_password", v.text, "string",
                   "The password of the web login; with none, pages are open.", "HEARTWATCH_WEB_PASSWORD",

@@ -38,6 +38,7 @@ from heartwatch.store.sqlite import DamagedDatabase, Store
 from heartwatch.web.app import create_app
 from heartwatch.web.auth import Auth, is_loopback, secure_cookie_for
 from heartwatch.web.hub import Hub
+from heartwatch.web.limits import LimitedHttp
 
 log = logging.getLogger("heartwatch")
 
@@ -86,7 +87,8 @@ class _Server(uvicorn.Server):
 
 
 async def open_store(settings: Settings) -> Store:
-    store = new_store(settings.db, retention=settings.retention, synchronous=settings.synchronous)
+    store = new_store(settings.db, retention=settings.retention, synchronous=settings.synchronous,
+                      max_checks=settings.max_checks)
     await store.open(settings.ping_key, settings.checks)
     return store
 
@@ -145,7 +147,11 @@ async def serve(settings: Settings, clock: Clock = system_clock) -> int:
                      len(report.created), len(report.updated), len(report.archived))
         app = create_app(hub, auth=auth)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                                access_log=False, lifespan="off", server_header=False)
+                                access_log=False, lifespan="off", server_header=False, http=LimitedHttp,
+                                # Forwarded headers only from [server] trusted_proxies: uvicorn's default
+                                # believes any client on loopback, which let one pick its address.
+                                proxy_headers=bool(settings.trusted_proxies),
+                                forwarded_allow_ips=list(settings.trusted_proxies) or None)
         server = _Server(config)
         server.on_listening = lambda: _announce(hub, login=auth is not None)
         _install_reload(hub, scheduler, sender)

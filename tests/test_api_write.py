@@ -26,7 +26,7 @@ from heartwatch.web.bearer import authorize
 from heartwatch.web.check_input import merge
 from heartwatch.web.hub import Hub
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CONFIG = """
 [checks.config-job]
@@ -81,9 +81,19 @@ def test_a_missing_or_wrong_token_is_401_and_changes_nothing(server: Server) -> 
     assert not exists(server, "x")
 
 
-@pytest.mark.parametrize("server_env", [{"HEARTWATCH_API_TOKEN": "a,b2"}])
-def test_any_configured_token_works(server: Server) -> None:
-    assert send(server, "POST", "/api/v1/checks", {"slug": "x"}, {"Authorization": "Bearer b2"}).status_code == 201
+TWO_TOKENS = "correct horse battery staple\nsecond-token-0123456789"
+
+
+@pytest.mark.parametrize("server_env", [{"HEARTWATCH_API_TOKEN": TWO_TOKENS}])
+def test_any_configured_token_works_and_only_whole(server: Server) -> None:
+    # Issue 14, finding 6: "horse" was a token of its own (tokens were split on spaces and commas).
+    for part in ("horse", "correct", "staple", "correct horse"):
+        r = send(server, "POST", "/api/v1/checks", {"slug": "x"}, {"Authorization": f"Bearer {part}"})
+        assert r.status_code == 401
+    auth = {"Authorization": "Bearer correct horse battery staple"}
+    assert send(server, "POST", "/api/v1/checks", {"slug": "x"}, auth).status_code == 201
+    auth = {"Authorization": "Bearer second-token-0123456789"}
+    assert send(server, "POST", "/api/v1/checks", {"slug": "y"}, auth).status_code == 201
 
 
 def test_authorize_compares_every_token() -> None:

@@ -15,7 +15,7 @@ from support.server import Server
 from heartwatch.cli.checks import CheckLine, table
 from heartwatch.cli.main import main
 
-TOKEN = "cli-token"
+TOKEN = "cli-token-0123456789"
 CONFIG = """
 [checks.nightly]
 schedule = "0 2 * * *"

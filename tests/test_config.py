@@ -234,8 +234,9 @@ def test_file_env_var_reads_a_secret_from_a_file(tmp_path: Path) -> None:
     secret = write(tmp_path, "s3cret-key\n", "secrets/ping_key")
     s = load_settings(None, {"HEARTWATCH_PING_KEY_FILE": str(secret)}, {})
     assert s.ping_key == "s3cret-key"
-    tokens = write(tmp_path, "tok-1\n", "secrets/api_token")
-    assert load_settings(None, {"HEARTWATCH_API_TOKEN_FILE": str(tokens)}, {}).api_tokens == ("tok-1",)
+    tokens = write(tmp_path, "tok-1-0123456789abcdef\n", "secrets/api_token")
+    loaded = load_settings(None, {"HEARTWATCH_API_TOKEN_FILE": str(tokens)}, {})
+    assert loaded.api_tokens == ("tok-1-0123456789abcdef",)
 
 
 def test_plain_env_var_wins_over_its_file_variant(tmp_path: Path) -> None:
@@ -393,3 +394,27 @@ def test_remembered_values_still_refuse_a_bad_one_every_time(tmp_path: Path) -> 
         assert e.key == "checks.bad.steps" and "must be longer than 0" in str(e)
         assert config_error(tmp_path, good + bad % "5").key == "checks.bad.steps"
         assert config_error(tmp_path, '[checks.bad]\nperiod = "-1h"\n').key == "checks.bad.period"
+
+
+# Issue 14, finding 6: tokens were split on spaces and commas, so "horse" opened what
+# "correct horse battery staple" guarded; and any length was accepted.
+def test_a_token_with_spaces_is_one_whole_token(tmp_path: Path) -> None:
+    phrase = "correct horse battery staple"
+    assert load_settings(None, {"HEARTWATCH_API_TOKEN": phrase}, {}).api_tokens == (phrase,)
+    path = write(tmp_path, '[api]\ntokens = ["correct horse battery staple", "a, b, c, d, e, f, g, h"]\n')
+    assert load_settings(path, {}, {}).api_tokens == (phrase, "a, b, c, d, e, f, g, h")
+    path = write(tmp_path, '[api]\ntokens = "correct horse battery staple"\n')
+    assert load_settings(path, {}, {}).api_tokens == (phrase,)
+    two = load_settings(None, {"HEARTWATCH_API_TOKEN": f"{phrase}\n second-token-0123456789 \n"}, {})
+    assert two.api_tokens == (phrase, "second-token-0123456789")
+
+
+@pytest.mark.parametrize("env, doc", [({"HEARTWATCH_API_TOKEN": "horse"}, ""),
+                                      ({}, '[api]\ntokens = ["long-enough-token-123", "short"]\n'),
+                                      ({}, '[api]\ntokens = "horse, staple"\n')])
+def test_a_short_token_or_a_bare_string_is_refused_at_start(tmp_path: Path, env: dict[str, str], doc: str) -> None:
+    path = write(tmp_path, doc) if doc else None
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env, {})
+    assert ("HEARTWATCH_API_TOKEN" if env else "api.tokens") in str(info.value)
+    assert "horse" not in str(info.value) and "short" not in str(info.value)

@@ -24,6 +24,18 @@ from heartwatch.store.dialect import translate, without_nul
      " at DOUBLE PRECISION, body BYTEA)", False),
     ("ALTER TABLE runs ADD COLUMN missed INTEGER NOT NULL DEFAULT 1",
      "ALTER TABLE runs ADD COLUMN missed BIGINT NOT NULL DEFAULT 1", False),
+    ("CREATE TABLE c (what TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+     "CREATE TABLE c (what TEXT PRIMARY KEY, n BIGINT NOT NULL)", False),
+    ("SELECT SUM((started_at >= ?) * n), SUM((state != 'ok') * missed) FROM runs",
+     "SELECT SUM(CASE WHEN started_at >= %s THEN n ELSE 0 END), SUM(CASE WHEN state != 'ok' THEN missed ELSE 0 END)"
+     " FROM runs", False),
+    ("DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))",
+     "DELETE FROM runs WHERE id IN (SELECT value::bigint FROM json_array_elements_text(%s::json))", False),
+    ("SELECT CAST(started_at / 3600 AS INTEGER) FROM runs", "SELECT CAST(trunc(started_at / 3600) AS BIGINT) FROM runs",
+     False),
+    ("SELECT ?1 + ?1", "SELECT %(p1)s + %(p1)s", False),
+    ("INSERT INTO counts (what, n) VALUES (?, 1) ON CONFLICT (what) DO UPDATE SET n = n + excluded.n",
+     "INSERT INTO counts (what, n) VALUES (%s, 1) ON CONFLICT (what) DO UPDATE SET n = counts.n + excluded.n", False),
 ])
 def test_a_statement_in_postgresqls_dialect(sqlite: str, postgresql: str, returning: bool) -> None:
     assert translate(sqlite) == (postgresql, returning)

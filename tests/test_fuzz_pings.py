@@ -41,7 +41,7 @@ from heartwatch.web.ping_view import MAX_BODY
 
 T = TypeVar("T")
 KEY = "fuzz-key"
-TOKEN = "fuzz-token"
+TOKEN = "fuzz-token-0123456789"
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 PING_STATUSES = {200, 201, 400, 404, 405, 413}
 #: Generated requests, per fuzz module; printed at the end of each module (`pytest -s`).

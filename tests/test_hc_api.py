@@ -198,3 +198,11 @@ def test_slugs_from_names() -> None:
     assert hc.matches(CheckSpec(slug="a", name="A", tags=("x",)), {"name": "A", "tags": "x"}, ["name", "tags"])
     assert not hc.matches(CheckSpec(slug="a", name="A"), {"name": "A"}, ["name", "grace"])
 
+
+
+@pytest.mark.parametrize("value", ["%C2%B2", "9" * 5000])
+def test_a_bad_flips_window_is_a_400_not_a_500(server: Server, value: str) -> None:
+    # Issue 14, finding 7: "²" passes str.isdigit(); 5,000 digits overflow a timestamp.
+    uuid = server.get("/api/v3/checks/", headers={"X-Api-Key": READ}).json()["checks"][0]["unique_key"]
+    r = server.get(f"/api/v3/checks/{uuid}/flips/?seconds={value}", headers={"X-Api-Key": READ})
+    assert r.status_code == 400, r.text

@@ -19,7 +19,7 @@ from heartwatch.web.hub import Hub
 from heartwatch.web.openapi import SCHEMAS, document
 from heartwatch.web.ping_view import PingEndpoint
 
-TOKEN = "doc-token"
+TOKEN = "doc-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

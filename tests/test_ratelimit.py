@@ -93,7 +93,7 @@ async def test_unknown_urls_are_404_until_limited_and_cost_only_a_window(limited
     assert (await limited.ping("nope")).status_code == 404
     for i in range(50):
         await limited.client.get(f"/ping/{KEY}/made-up-{i}")
-    limiter = limited.client._transport.app.middleware_stack.app.flood  # type: ignore[attr-defined]
+    limiter = limited.client._transport.app.middleware_stack.app.app.flood  # type: ignore[attr-defined]
     assert isinstance(limiter, FixedWindow)
     limited.clock.now = T0 + timedelta(minutes=5)
     await limited.ping("busy")
@@ -106,7 +106,7 @@ async def test_off_by_default(tmp_path: Path) -> None:
     try:
         statuses = {(await p.ping("busy")).status_code for _ in range(200)}
         assert statuses == {200}
-        assert p.client._transport.app.middleware_stack.app.flood is None  # type: ignore[attr-defined]
+        assert p.client._transport.app.middleware_stack.app.app.flood is None  # type: ignore[attr-defined]
     finally:
         await p.client.aclose()
         await p.hub.store.close()

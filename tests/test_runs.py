@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from heartwatch.core.model import CheckSpec, Ping, PingKind, Run, RunFlag, RunState, StepMark, StepSpec
-from heartwatch.core.runs import MAX_MARKS, Applied, apply_ping, find_open_run, missing_steps
+from heartwatch.core.runs import MAX_MARKS, MAX_OPEN_RUNS, Applied, apply_ping, find_open_run, make_room, missing_steps
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 CHECK_ID = 7
@@ -435,3 +435,29 @@ def test_a_flood_of_step_pings_keeps_the_run_bounded_and_where_it_stopped() -> N
     assert RunFlag.STEPS_TRUNCATED in run.flags
     assert run.last_step is not None and run.last_step.name == "upload"  # where it stopped survives
     assert [s.name for s in run.steps].count("dump") >= 1  # a declared step seen is never forgotten
+
+
+# --- at most MAX_OPEN_RUNS open runs (issue 14, finding 3) ------------------------------------------------
+
+
+def test_a_start_past_the_open_run_cap_closes_the_oldest_as_interrupted() -> None:
+    oldest = open_run("r0", run_id=7)
+    p = ping(PingKind.START, 5, rid="new")
+    applied = apply_ping(CHECK_ID, SPEC, [], p)
+    make_room(applied, MAX_OPEN_RUNS, oldest, p)
+    closed = applied.changed[0]
+    assert (closed.id, closed.state, closed.ended_at) == (7, RunState.INTERRUPTED, at(5))
+    assert closed in applied.closed and oldest.state is RunState.RUNNING  # a copy: the input is untouched
+    assert applied.opened is not None and applied.opened.rid == "new"
+
+
+def test_below_the_cap_or_without_a_new_run_nothing_is_closed() -> None:
+    oldest = open_run("r0", run_id=7)
+    p = ping(PingKind.START, 5, rid="new")
+    applied = apply_ping(CHECK_ID, SPEC, [], p)
+    make_room(applied, MAX_OPEN_RUNS - 1, oldest, p)
+    assert [r.id for r in applied.changed] == [None]
+    log = ping(PingKind.LOG, 5, rid="r0")
+    applied = apply_ping(CHECK_ID, SPEC, [oldest], log)
+    make_room(applied, MAX_OPEN_RUNS, oldest, log)
+    assert applied.changed == []

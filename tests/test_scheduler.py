@@ -515,3 +515,20 @@ async def test_an_older_check_given_a_watch_by_prepare_alerts_from_it(tmp_path: 
         assert [kind for _, kind, _ in await w.alerts("hourly")] == ["missed"]
     finally:
         await w.store.close()
+
+
+async def test_a_cron_checks_expectation_follows_a_clock_stepped_back_by_days(world: World) -> None:
+    # Issue 14, finding 10: after the clock stepped back, a cron check's next expectation stayed days ahead,
+    # so a job that then did not run raised no alert until the clock caught up.
+    daily = CheckSpec(slug="daily", schedule="0 2 * * *", start_grace=timedelta(minutes=5))
+    world.clock.now = T0 + timedelta(days=3)  # the clock ran three days ahead ...
+    await world.add(daily)
+    await world.scheduler.run_due()
+    ahead = await world.next_deadline("daily")
+    assert ahead is not None and ahead > T0 + timedelta(days=3)
+    world.clock.now = T0  # ... and NTP stepped it back
+    await world.scheduler.run_due()
+    expected = await world.next_deadline("daily")
+    assert expected == datetime(2024, 5, 2, 2, 5, tzinfo=UTC)  # the next 02:00 after the new now, plus grace
+    world.clock.now = expected + timedelta(minutes=1)
+    assert await world.scheduler.run_due() == 1  # the job that did not run is missed on time

@@ -83,9 +83,11 @@ def test_each_server_setting_reads_from_the_file(tmp_path: Path) -> None:
     samples: dict[str, str] = {"host": '"0.0.0.0"', "port": "9", "db": '"x.db"', "base_url": '"http://h:1"',
                                "heartbeat_url": '"http://hb/ping/x"', "ping_key": '"k"', "timezone": '"Asia/Tokyo"',
                                "body_limit": "5",
-                               "retention": "20", "rate_limit": "3", "synchronous": '"full"',
+                               "retention": "20", "max_checks": "5", "trusted_proxies": '["10.0.0.1"]',
+                               "rate_limit": "3", "synchronous": '"full"',
                                "urls": '["json://a"]', "remind_every": '"1h"', "retry_first": '"5s"',
-                               "tokens": '["t"]', "read_tokens": '["r"]', "password": '"p"'}
+                               "tokens": '["t-0123456789abcdef"]', "read_tokens": '["r-0123456789abcdef"]',
+                               "password": '"p"'}
     sections: dict[str, list[str]] = {}
     for s in SERVER_SETTINGS:
         sections.setdefault(s.section, []).append(f"{s.key} = {samples[s.key]}")

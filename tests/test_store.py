@@ -16,6 +16,7 @@ from support.db import query
 
 from heartwatch.core.model import Check, CheckSpec, Ping, PingKind, RunState, StepSpec
 from heartwatch.core.pings import PingRequest
+from heartwatch.core.runs import MAX_OPEN_RUNS
 from heartwatch.store import codec
 from heartwatch.store.choose import new_store
 from heartwatch.store.sqlite import PRUNE_EVERY, PingOutcome, Store, new_uuids
@@ -66,7 +67,10 @@ async def test_concurrent_pings_share_commits_and_are_all_stored(store: Store) -
     assert await count(store, "runs", check) == n
     runs = await store.runs(check.id, limit=n)
     assert {r.rid for r in runs} == {f"r{i}" for i in range(n)}
-    assert all(r.state is RunState.RUNNING for r in runs)
+    # At most MAX_OPEN_RUNS stay open: each start past it closed the oldest (issue 14, finding 3).
+    running = {r.rid for r in runs if r.state is RunState.RUNNING}
+    assert running == {f"r{i}" for i in range(n - MAX_OPEN_RUNS, n)}
+    assert all(r.state is RunState.INTERRUPTED for r in runs if r.rid not in running)
 
 
 async def test_a_ping_is_readable_as_soon_as_record_ping_returns(store: Store) -> None:

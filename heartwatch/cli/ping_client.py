@@ -221,7 +221,7 @@ def _answer_reason(response: httpx.Response) -> str:
 
 
 def _int_header(value: str | None) -> int | None:
-    if value is None or not value.strip().isdigit():
+    if value is None or not (value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 12):
         return None
     return int(value)
 

@@ -116,7 +116,9 @@ def _cronitor(rest: str, query: Mapping[str, str], default_tz: str) -> CompatPin
     suffix = _CRONITOR_STATES.get(state or "complete")
     code = query.get("status_code")
     if code is not None and state != "run":
-        if not (code.isdigit() or (code[:1] == "-" and code[1:].isdigit())) or not 0 <= int(code) <= 255:
+        # isascii and the length first: "²" passes isdigit() but not int() (issue 14, finding 7).
+        if not (code.isascii() and len(code) <= 4 and (code.isdigit() or (code[:1] == "-" and code[1:].isdigit()))
+                and 0 <= int(code) <= 255):
             raise BadPing(400, "bad status_code: expected an exit status 0-255")
         if int(code) != 0 or state is None or state == "complete":
             suffix = code  # the exit status: 0 is a success, anything else a failure

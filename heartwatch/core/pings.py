@@ -117,7 +117,8 @@ def _suffix_kind(suffix: str | None) -> tuple[PingKind, int | None]:
         return PingKind.SUCCESS, None
     if suffix in _SUFFIX_KINDS:
         return _SUFFIX_KINDS[suffix], None
-    if suffix.isdigit() or (suffix.startswith("-") and suffix[1:].isdigit()):
+    # isascii: "²" passes isdigit() but not int(); the length keeps int() cheap (issue 14, finding 7).
+    if suffix.isascii() and len(suffix) <= 4 and (suffix.isdigit() or (suffix[:1] == "-" and suffix[1:].isdigit())):
         code = int(suffix)
         if not 0 <= code <= 255:
             raise BadPing(400, "bad exit status: expected 0-255")

@@ -26,6 +26,9 @@ from heartwatch.core.model import CheckSpec, Ping, PingKind, Run, RunFlag, RunSt
 
 #: Step marks a run keeps (see _drop_one).
 MAX_MARKS = 200
+#: Open runs a check keeps: a flood of starts with new rids cannot pile them up (issue 14: 11,112 open runs
+#: slowed every ping to the check to ~10 ms); past it, the oldest is closed as interrupted.
+MAX_OPEN_RUNS = 100
 
 
 @dataclass
@@ -98,6 +101,16 @@ def apply_ping(check_id: int, spec: CheckSpec, open_runs: Sequence[Run], ping: P
         # A timed-out run finishing late already counted as bad: not a new outcome, unless it now says it failed.
         (applied.late if was_timed_out and run.state is RunState.TIMED_OUT else applied.closed).append(run)
     return applied
+
+
+def make_room(applied: Applied, open_count: int, oldest: Run | None, ping: Ping) -> None:
+    """After `apply_ping`: when it opened a run while the check already had MAX_OPEN_RUNS open (`open_count`,
+    the oldest being `oldest`), the oldest is closed as interrupted, in `applied`."""
+    if applied.opened is None or oldest is None or open_count < MAX_OPEN_RUNS:
+        return
+    if any(r.id == oldest.id for r in applied.changed):
+        return  # this ping already closed it
+    applied.changed.insert(0, _interrupt(oldest.copy(), ping, applied))
 
 
 def _interrupt(run: Run, ping: Ping, applied: Applied) -> Run:

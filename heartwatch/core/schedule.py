@@ -294,7 +294,7 @@ _EVERY_N = re.compile(r"\*/(\d+)")
 
 
 def _number(field: str, low: int, high: int) -> int | None:
-    if not field.isdigit():
+    if not (field.isascii() and field.isdigit() and len(field) <= 4):
         return None
     value = int(field)
     return value if low <= value <= high else None

@@ -9,6 +9,7 @@ settings (config.py) are both built from these parsers, so the file, the environ
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -60,7 +61,7 @@ def boolean(v: object) -> bool:
 
 def whole_number(lo: int, hi: int) -> Callable[[object], int]:
     def parse(v: object) -> int:
-        if isinstance(v, str) and v.strip().isdigit():
+        if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit() and len(v.strip()) <= 19:
             v = int(v)
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
             raise ValueError(f"expected a whole number from {lo} to {hi}")
@@ -97,6 +98,40 @@ def str_list(v: object) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
         raise ValueError("expected a list of strings")
     return tuple(v)
+
+
+#: The shortest API token accepted: a short one can be guessed (and "horse" must never open what
+#: "correct horse battery staple" guards, so tokens are never split on spaces either).
+MIN_TOKEN = 16
+
+
+def api_tokens(v: object) -> tuple[str, ...]:
+    """[api] tokens: each TOML list entry is one whole token. From the environment (a string), one token per
+    line: a line break is the only separator, so a token with spaces or commas stays whole."""
+    if isinstance(v, str):
+        tokens = tuple(line.strip() for line in v.splitlines() if line.strip())
+    elif isinstance(v, list) and all(isinstance(s, str) for s in v):
+        tokens = tuple(v)
+    else:
+        raise ValueError("expected a list of strings, each one whole token")
+    for n, token in enumerate(tokens, 1):
+        if len(token) < MIN_TOKEN:
+            raise ValueError(f"token {n} is {len(token)} characters long; use at least {MIN_TOKEN} "
+                             "(e.g. from `openssl rand -hex 24`)")
+    return tokens
+
+
+def addresses(v: object) -> tuple[str, ...]:
+    """IP addresses or networks (`10.0.0.0/8`), as a TOML list or (from the environment) separated by commas."""
+    items = [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+        raise ValueError("expected a list of IP addresses")
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(items)
 
 
 def timezone(v: object) -> str:

@@ -18,7 +18,7 @@ class MissingDriver(Exception):
 
 
 def new_store(db: Path | str, retention: int = 1000, synchronous: Synchronous = Synchronous.NORMAL,
-              policy: AlertPolicy | None = None) -> Store:
+              policy: AlertPolicy | None = None, max_checks: int = 10_000) -> Store:
     """The store for `db`, not opened yet."""
     if is_database_url(db):
         try:
@@ -26,5 +26,6 @@ def new_store(db: Path | str, retention: int = 1000, synchronous: Synchronous = 
         except ImportError as e:
             raise MissingDriver(f"a postgresql:// database needs psycopg 3 ({e}): pip install 'psycopg[binary]'"
                                 " (or heartwatch[postgresql])") from None
-        return PostgresStore(str(db), retention=retention, synchronous=synchronous, policy=policy)
-    return Store(Path(db), retention=retention, synchronous=synchronous, policy=policy)
+        return PostgresStore(str(db), retention=retention, synchronous=synchronous, policy=policy,
+                             max_checks=max_checks)
+    return Store(Path(db), retention=retention, synchronous=synchronous, policy=policy, max_checks=max_checks)

@@ -10,7 +10,11 @@ reads. On PostgreSQL the same code runs on `PgConnection` (psycopg 3, sync, on t
 - `INSERT OR REPLACE INTO meta` becomes an upsert on its key; `INSERT OR IGNORE` becomes ON CONFLICT DO NOTHING;
 - an INSERT into a table with an `id` gets `RETURNING id`, so `cursor.lastrowid` works as in sqlite3;
 - in CREATE/ALTER TABLE: `INTEGER PRIMARY KEY` becomes a bigint identity, INTEGER bigint, REAL double
-  precision, BLOB bytea, so the migrations are the same list on both stores.
+  precision, BLOB bytea, and `WITHOUT ROWID` goes, so the migrations are the same list on both stores;
+- SQLite idioms: `(a != b) * n` (a comparison counted as 0 or 1) becomes a CASE, `json_each(?)` over a JSON
+  list of ids becomes json_array_elements_text, `CAST(x AS INTEGER)` truncates as SQLite's does, and numbered
+  placeholders `?1` become named ones (the parameters passed as a mapping, store/dialect.py's PgConnection),
+  and an upsert's `n = n + excluded.n` names the table of the first `n`.
 
 The rest of the SQL is written to mean the same on both (no integer-as-boolean arithmetic, UNION columns of
 one type). A statement that does not translate fails the PostgreSQL run of the store tests, which run every
@@ -39,6 +43,11 @@ _TYPES = [(re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\b", re.IGNORECASE),
           (re.compile(r"\bINTEGER\b", re.IGNORECASE), "BIGINT"),
           (re.compile(r"\bREAL\b", re.IGNORECASE), "DOUBLE PRECISION"),
           (re.compile(r"\bBLOB\b", re.IGNORECASE), "BYTEA")]
+#: `(a != b) * n` -> CASE: a comparison (no parentheses inside) times a column or number.
+_BOOL_TIMES = re.compile(r"\(([^()]*?(?:!=|<>|>=|<=|=|<|>)[^()]*?)\)\s*\*\s*(\w+)")
+_JSON_EACH = re.compile(r"SELECT value FROM json_each\((%s|%\(p\d+\)s)\)")
+_CAST_INT = re.compile(r"CAST\(([^()]*(?:\([^()]*\))?[^()]*) AS INTEGER\)", re.IGNORECASE)
+_NUMBERED = re.compile(r"\?(\d+)")
 _cache: dict[tuple[str, bool], tuple[str, bool]] = {}
 
 
@@ -54,18 +63,24 @@ def translate(sql: str, with_params: bool = True) -> tuple[str, bool]:
 def _translate(sql: str, with_params: bool) -> tuple[str, bool]:
     s = sql.strip()
     if with_params:
-        s = s.replace("%", "%%").replace("?", "%s")
+        s = s.replace("%", "%%")
+        s = _NUMBERED.sub(r"%(p\1)s", s).replace("?", "%s")
+    s = _BOOL_TIMES.sub(r"CASE WHEN \1 THEN \2 ELSE 0 END", s)
+    s = _JSON_EACH.sub(r"SELECT value::bigint FROM json_array_elements_text(\1::json)", s)
+    s = _CAST_INT.sub(r"CAST(trunc(\1) AS BIGINT)", s)
     if re.fullmatch(r"BEGIN\s+IMMEDIATE", s, re.IGNORECASE):
         return "BEGIN", False
     if _DDL.match(s):
         for pattern, replacement in _TYPES:
             s = pattern.sub(replacement, s)
-        return s, False
+        return re.sub(r"\)\s*WITHOUT\s+ROWID\s*$", ")", s, flags=re.IGNORECASE), False
     m = _INSERT.match(s)
     if not m:
         return s, False
     verb, table = (m.group(2) or "").upper(), m.group(3)
     s = "INSERT INTO " + table + s[m.end():]
+    # An upsert's `n = n + excluded.n`: PostgreSQL wants the existing row's column named by its table.
+    s = re.sub(r"\b(\w+) = \1 \+ excluded\.\1\b", rf"\1 = {table}.\1 + excluded.\1", s)
     if verb == "IGNORE":
         s += " ON CONFLICT DO NOTHING"
     elif verb == "REPLACE":
@@ -83,6 +98,15 @@ def without_nul(params: Sequence[Any]) -> list[Any]:
     """The parameters, with NUL characters in text replaced (U+FFFD): PostgreSQL's text cannot hold them, and a
     job's output quoted in an alert may (bytes columns keep them)."""
     return [p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params]
+
+
+def bind(query: str, params: Sequence[Any]) -> Any:
+    """The parameters as psycopg takes them for `query`: a list, or for numbered placeholders (`?1`, now
+    `%(p1)s`) a mapping."""
+    values = without_nul(params)
+    if "%(p" in query:
+        return {f"p{i}": v for i, v in enumerate(values, 1)}
+    return values
 
 
 class PgCursor:
@@ -136,12 +160,12 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         query, returning = translate(sql, bool(params))
-        return PgCursor(self.raw.execute(query, without_nul(params) if params else None), returning, self._pipeline)
+        return PgCursor(self.raw.execute(query, bind(query, params) if params else None), returning, self._pipeline)
 
     def executemany(self, sql: str, rows: Any) -> PgCursor:
         query, _ = translate(sql, True)
         cur = self.raw.cursor()
-        rows = [without_nul(row) for row in rows]
+        rows = [bind(query, row) for row in rows]
         if rows:
             cur.executemany(query.removesuffix(" RETURNING id"), rows)
         return PgCursor(cur, False)
@@ -174,7 +198,7 @@ class _Query:
     async def _run(self) -> psycopg.AsyncCursor[Any]:
         query, _ = translate(self._sql, bool(self._params))
         conn = await self._reader.connection()
-        return await conn.execute(query, without_nul(self._params) if self._params else None)
+        return await conn.execute(query, bind(query, self._params) if self._params else None)
 
     def __await__(self) -> Generator[Any, None, psycopg.AsyncCursor[Any]]:
         return self._run().__await__()

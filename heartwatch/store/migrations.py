@@ -114,6 +114,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE checks ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;   -- no reminders until it recovers
         ALTER TABLE checks ADD COLUMN maintenance_until REAL;             -- alerts held until then
     """),
+    (7, "retention of runs: uptime by the hour, deliveries by alert", """
+        -- Runs past [server] retention are pruned (store/retention.py); before they go, each is added to its
+        -- check's hour here, so uptime over 30 days (store/uptime.py) still counts them.
+        CREATE TABLE uptime_hours (
+            check_id INTEGER NOT NULL REFERENCES checks(id),
+            hour INTEGER NOT NULL,             -- started_at // 3600
+            runs INTEGER NOT NULL,             -- ended runs (a folded missed run counts as `missed`)
+            failures INTEGER NOT NULL,         -- of which not ok
+            PRIMARY KEY (check_id, hour)
+        ) WITHOUT ROWID;
+        -- A pruned run's alerts take their deliveries and attempts with them: found by these, not by a scan.
+        CREATE INDEX alerts_by_run ON alerts (run_id) WHERE run_id IS NOT NULL;
+        CREATE INDEX deliveries_by_alert ON deliveries (alert_id);
+        CREATE INDEX attempts_by_delivery ON delivery_attempts (delivery_id);
+        -- What pruning deleted, counted (alerts:<kind>, deliveries:delivered, deliveries:gave_up): /metrics'
+        -- counters stay counters when their rows go.
+        CREATE TABLE pruned_counts (what TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    """),
     (8, "runs by start time", """
         -- Uptime over the last 24 hours, 7 days and 30 days counts a check's runs by when they started: with
         -- the state and the folded-missed count in the index the count is read from the index alone, for every

@@ -128,8 +128,9 @@ class PostgresStore(Store):
     UNAVAILABLE: tuple[type[Exception], ...] = (psycopg.OperationalError,)
 
     def __init__(self, url: str, retention: int = 1000, synchronous: Synchronous = Synchronous.NORMAL,
-                 policy: AlertPolicy | None = None) -> None:
-        super().__init__(Path(os.devnull), retention=retention, synchronous=synchronous, policy=policy)
+                 policy: AlertPolicy | None = None, max_checks: int = 10_000) -> None:
+        super().__init__(Path(os.devnull), retention=retention, synchronous=synchronous, policy=policy,
+                         max_checks=max_checks)
         self.url = url
         self.writer = PgWriter(url, on_failure=self._load_state, on_stale=self._load_state, synchronous=synchronous)
         self._pg_reader: PgReader | None = None

@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
 from heartwatch.core import dependencies
 from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, Run
 from heartwatch.core.pings import PingRequest
-from heartwatch.core.runs import Applied, apply_ping
+from heartwatch.core.runs import Applied, apply_ping, make_room
 from heartwatch.core.settings import Synchronous
-from heartwatch.store import codec, compat, outbox
+from heartwatch.store import codec, compat, outbox, retention
 from heartwatch.store.base import LeaderLock, Reads, SoleLeader
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
 from heartwatch.store.migrations import MIGRATIONS, migrate
@@ -35,9 +36,12 @@ from heartwatch.store.watches import WatchBook
 from heartwatch.store.writer import Writer
 
 log = logging.getLogger("heartwatch.store.sqlite")
+K = TypeVar("K")
 
 #: Events between two prunes of one check's history: keeps pruning off most pings.
 PRUNE_EVERY = 100
+#: Hours of pruned runs' uptime kept: the longest window (30 days) and a day to spare.
+HOURS_KEPT = 31 * 24
 #: The kind of a stored event whose method the check does not count (`methods`): logged, nothing changed.
 IGNORED = "ignored"
 
@@ -46,6 +50,7 @@ class PingOutcome(StrEnum):
     RECORDED = "recorded"
     CREATED = "created"
     NOT_FOUND = "not_found"
+    TOO_MANY = "too_many"  # `?create=1` past [server] max_checks: nothing stored
 
 
 @dataclass
@@ -79,9 +84,10 @@ class Store(SqliteReads):
     UNAVAILABLE: tuple[type[Exception], ...] = ()
 
     def __init__(self, path: Path, retention: int = 1000, synchronous: Synchronous = Synchronous.NORMAL,
-                 policy: AlertPolicy | None = None) -> None:
+                 policy: AlertPolicy | None = None, max_checks: int = 10_000) -> None:
         self.path = path
         self.retention = retention
+        self.max_checks = max_checks
         self.writer = Writer(path, on_failure=self._load_state, synchronous=synchronous)
         self._reader: aiosqlite.Connection | None = None
         # Writer-thread state: the check index, rebuilt from disk after any rollback.
@@ -92,8 +98,10 @@ class Store(SqliteReads):
         # Parent slug -> ids of the checks naming it in depends_on or after (most checks name none).
         self._children: dict[str, dict[int, None]] = {}
         self._since_prune: dict[int, int] = {}
-        # Open runs by check: every ping needs them, so they are kept here instead of read and decoded each time.
-        self._open: dict[int, list[Run]] = {}
+        # Open runs by check (by run id, oldest first) and by (check, rid): every ping needs them, so they are
+        # kept here instead of read and decoded each time; a ping finds its run by rid, never by a scan.
+        self._open: dict[int, dict[int, Run]] = {}
+        self._open_by_rid: dict[tuple[int, str | None], dict[int, Run]] = {}
         # Each check's watch and the alert decisions' writes, on the writer thread (store/watches.py).
         self.book = WatchBook(self.open_runs, self.save_run, policy or AlertPolicy(),
                               lambda slug: self._by_slug.get(slug), self.children_of)
@@ -235,26 +243,33 @@ class Store(SqliteReads):
         self._children = {}
         for check in checks:
             self._link(check)
-        self._open = {}
-        for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL"):
-            run = codec.run_from_row(row)
-            self._open.setdefault(run.check_id, []).append(run)
+        self._open, self._open_by_rid = {}, {}
+        for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL ORDER BY id"):
+            self._keep_open(codec.run_from_row(row))
         self.book.forget()
 
     def open_runs(self, check_id: int) -> list[Run]:
-        """A check's open runs (running, or timed out awaiting a late finish). Writer thread only."""
-        return self._open.get(check_id, [])
+        """A check's open runs (running, or timed out awaiting a late finish), oldest first. Writer thread only."""
+        runs = self._open.get(check_id)
+        return list(runs.values()) if runs else []
+
+    def _open_with_rid(self, check_id: int, rid: str | None) -> list[Run]:
+        runs = self._open_by_rid.get((check_id, rid))
+        return list(runs.values()) if runs else []
+
+    def _keep_open(self, run: Run) -> None:
+        assert run.id is not None
+        self._open.setdefault(run.check_id, {})[run.id] = run
+        self._open_by_rid.setdefault((run.check_id, run.rid), {})[run.id] = run
 
     def save_run(self, conn: sqlite3.Connection, run: Run) -> None:
         """Write a run and keep the open-run index in step. Writer thread only."""
         save_run(conn, run)
-        others = [r for r in self._open.get(run.check_id, []) if r.id != run.id]
+        assert run.id is not None
+        _forget(self._open, run.check_id, run.id)
+        _forget(self._open_by_rid, (run.check_id, run.rid), run.id)
         if run.ended_at is None:
-            others.append(run)
-        if others:
-            self._open[run.check_id] = others
-        else:
-            self._open.pop(run.check_id, None)
+            self._keep_open(run)
 
     def _link(self, check: Check, on: bool = True) -> None:
         for _, parent in dependencies.edges(check.spec):
@@ -281,6 +296,13 @@ class Store(SqliteReads):
         self._by_slug[check.slug] = check
 
     # --- writes ---------------------------------------------------------------------------------------
+
+    def _full(self) -> bool:
+        """No room for another check made by a ping or the API ([server] max_checks; archived ones do not count).
+        Counted only near the cap, so a create costs nothing below it."""
+        if len(self._by_id) < self.max_checks:
+            return False
+        return sum(1 for c in self._by_id.values() if not c.archived) >= self.max_checks
 
     def _insert_check(self, conn: sqlite3.Connection, spec: CheckSpec, source: CheckSource, now: datetime,
                       uuid: str | None = None) -> Check:
@@ -421,6 +443,8 @@ class Store(SqliteReads):
             if check is None:
                 if not (req.create and req.slug and self._key_matches(req)):
                     return PingResult(PingOutcome.NOT_FOUND)
+                if self._full():
+                    return PingResult(PingOutcome.TOO_MANY)
                 check = self._insert_check(conn, req.create_spec or CheckSpec(slug=req.slug), CheckSource.PING, ping.at)
                 outcome = PingOutcome.CREATED
             elif check.paused and check.spec.resume_on_ping and (not check.spec.methods
@@ -429,7 +453,10 @@ class Store(SqliteReads):
                 check.paused = False
                 self._changed(conn, [check], ping.at)
             # 1. the runs: what the ping opened, marked or closed (pure)
-            applied = apply_ping(check.id, check.spec, self.open_runs(check.id), ping)
+            applied = apply_ping(check.id, check.spec, self._open_with_rid(check.id, ping.rid), ping)
+            if applied.opened is not None:  # at most MAX_OPEN_RUNS per check: the oldest is closed
+                open_runs = self._open.get(check.id, {})
+                make_room(applied, len(open_runs), next(iter(open_runs.values()), None), ping)
             for run in applied.changed:
                 self.save_run(conn, run)
             self._insert_event(conn, check.id, applied.run, ping, ignored=applied.ignored)
@@ -451,14 +478,17 @@ class Store(SqliteReads):
              ping.ping_ms))
         count = self._since_prune.get(check_id, 0) + 1
         if count >= PRUNE_EVERY:
-            self._prune(conn, check_id)
-            count = 0
+            more = self._prune(conn, check_id, ping.at)
+            count = PRUNE_EVERY - 1 if more else 0  # a full batch: go on at the next ping, not all at once
         self._since_prune[check_id] = count
 
-    def _prune(self, conn: sqlite3.Connection, check_id: int) -> None:
-        conn.execute(
-            "DELETE FROM events WHERE check_id = ? AND id < (SELECT id FROM events WHERE check_id = ?"
-            " ORDER BY id DESC LIMIT 1 OFFSET ?)", (check_id, check_id, self.retention - 1))
+    def _prune(self, conn: sqlite3.Connection, check_id: int, now: datetime) -> bool:
+        """One batch of the check's history past the retention (store/retention.py); True if more is left."""
+        keep = self.retention
+        deleted = (retention.prune_events(conn, check_id, keep), retention.prune_runs(conn, check_id, keep),
+                   retention.prune_alerts(conn, check_id, keep))
+        retention.prune_hours(conn, check_id, int(now.timestamp() // 3600) - HOURS_KEPT)
+        return max(deleted) >= retention.BATCH
 
     # --- API writes -----------------------------------------------------------------------------------
     # The write API's operations. Each decides and writes in one writer operation, so two requests for one
@@ -499,12 +529,16 @@ class Store(SqliteReads):
             if check is None or (check.archived and not create):
                 if not create:
                     return ApiWrite(ApiOutcome.NOT_FOUND, check)
+                if self._full():
+                    return ApiWrite(ApiOutcome.TOO_MANY)
                 try:
                     spec = build(None)
                     dependencies.check_change(spec, self._live_spec)
                 except Exception as e:
                     return ApiWrite(ApiOutcome.REJECTED, None, e)
                 return ApiWrite(ApiOutcome.CREATED, self._insert_check(conn, spec, CheckSource.API, now, uuid))
+            if check.archived and self._full():  # bringing it back would make one too many
+                return ApiWrite(ApiOutcome.TOO_MANY, check)
             try:
                 spec = build(None if check.archived else check.spec)
                 dependencies.check_change(spec, self._live_spec)
@@ -680,6 +714,14 @@ def new_uuids(n: int) -> list[str]:
             for i in range(0, 32 * n, 32)]
 
 
+def _forget(index: dict[K, dict[int, Run]], key: K, run_id: int) -> None:
+    runs = index.get(key)
+    if runs is not None:
+        runs.pop(run_id, None)
+        if not runs:
+            del index[key]
+
+
 def save_run(conn: sqlite3.Connection, run: Run) -> None:
     """Insert a new run (setting its id) or update an existing one."""
     values = codec.run_values(run)
@@ -705,6 +747,7 @@ class ApiOutcome(StrEnum):
     NOT_FOUND = "not_found"
     READ_ONLY = "read_only"  # a config check: change it in the file
     REJECTED = "rejected"  # the new settings were refused; `error` says why
+    TOO_MANY = "too_many"  # a new check past [server] max_checks
 
 
 @dataclass

@@ -7,8 +7,9 @@ timed out, interrupted, missed). A missed run that stands for several expected s
 check was down: the runs table's `missed` column) counts as that many. Read from the runs_by_start index
 alone (migration 8), for every check of a page in one statement (`SqliteReads.uptimes`).
 
-Runs older than the retention (`[server] retention` runs per check) are pruned, so a busy check's 30 days
-may cover fewer runs than it had; the window's count says how many were judged.
+Runs older than the retention (`[server] retention` finished runs per check) are pruned; each leaves its count
+in its check's hour of `uptime_hours` first (store/retention.py), which this query adds in, so pruning does not
+change uptime (to the hour: an hour counts in a window when it starts inside it).
 """
 
 from __future__ import annotations
@@ -63,14 +64,21 @@ def uptime_query(check_ids: Sequence[int], now: datetime, windows: Sequence[tupl
     now_ts = now.timestamp()
     cuts = [now_ts - span.total_seconds() for _, span in windows]
     # A missed run folded while the check was down stands for `missed` expected starts (1 for every other run).
-    # CASE rather than SQLite's (condition) * missed: PostgreSQL has no arithmetic on booleans.
-    columns = ", ".join("SUM(CASE WHEN started_at >= ? THEN missed ELSE 0 END),"
-                        " SUM(CASE WHEN started_at >= ? AND state != ? THEN missed ELSE 0 END)" for _ in cuts)
+    # CASE rather than SQLite's (condition) * n: PostgreSQL has no arithmetic on booleans.
+    columns = ", ".join("SUM(CASE WHEN started_at >= ? THEN n ELSE 0 END),"
+                        " SUM(CASE WHEN started_at >= ? THEN bad ELSE 0 END)" for _ in cuts)
     marks = ",".join("?" * len(check_ids))
     ok = RunState.OK.value
-    sql = (f"SELECT check_id, {columns} FROM runs WHERE check_id IN ({marks}) AND started_at >= ? AND state != ?"
-           " GROUP BY check_id")
-    return sql, (*(x for cut in cuts for x in (cut, cut, ok)), *check_ids, min(cuts), RunState.RUNNING.value)
+    # Runs pruned by retention left their counts in uptime_hours (store/retention.py): an hour counts in a window
+    # when it starts inside it, so a window's oldest pruned hour is within an hour of exact.
+    sql = (f"SELECT check_id, {columns} FROM ("
+           f"SELECT check_id, started_at, missed AS n, CASE WHEN state != ? THEN missed ELSE 0 END AS bad FROM runs"
+           f" WHERE check_id IN ({marks}) AND started_at >= ? AND state != ?"
+           f" UNION ALL SELECT check_id, hour * 3600.0, runs, failures FROM uptime_hours"
+           f" WHERE check_id IN ({marks}) AND hour >= ?) AS windowed GROUP BY check_id")
+    oldest = min(cuts)
+    return sql, (*(x for cut in cuts for x in (cut, cut)), ok, *check_ids, oldest, RunState.RUNNING.value,
+                 *check_ids, int(oldest // 3600) + (0 if oldest % 3600 == 0 else 1))
 
 
 def uptimes_from(rows: Iterable[Sequence[Any]], check_ids: Sequence[int],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -10,20 +13,33 @@ from heartwatch.core.model import Check
 from heartwatch.web.api_errors import error
 from heartwatch.web.api_json import check_json, event_json, relatives_for_json, run_json
 from heartwatch.web.hub import hub_of
+from heartwatch.web.params import whole
 
 
 def limit_param(request: Request, default: int, most: int = 1000) -> int:
-    raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
-        raise ValueError(f"limit must be a whole number from 1 to {most}")
-    return int(raw)
+    """Raises BadParam (a ValueError) with the reason."""
+    limit = whole(request.query_params.get("limit"), "limit", 1, most, default)
+    assert limit is not None
+    return limit
+
+
+#: Checks turned into JSON between two turns of the event loop: 30,000 in one go took 2.1 s, holding every
+#: ping up that long (issue 14); sliced, a ping waits one slice (about a millisecond) at most.
+SLICE = 20
 
 
 async def list_checks(request: Request) -> Response:
     hub = hub_of(request)
-    snaps = await hub.store.snapshots()
-    by_slug = {s.check.slug: s for s in snaps}
-    return JSONResponse({"checks": [check_json(hub, snap, by_slug) for snap in snaps]})
+    async with hub.whole_list:
+        snapshots = await hub.store.snapshots()
+        by_slug = {s.check.slug: s for s in snapshots}
+        parts: list[str] = []
+        for start in range(0, len(snapshots), SLICE):
+            if start:
+                await asyncio.sleep(0)
+            parts.extend(json.dumps(check_json(hub, snap, by_slug), ensure_ascii=False, allow_nan=False,
+                                    separators=(",", ":")) for snap in snapshots[start:start + SLICE])
+    return Response('{"checks":[' + ",".join(parts) + "]}", media_type="application/json")
 
 
 async def _check_or_404(request: Request) -> Check | None:

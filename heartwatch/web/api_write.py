@@ -28,8 +28,9 @@ from heartwatch.store.sqlite import ApiOutcome, ApiWrite
 from heartwatch.web.api_errors import ApiError, error
 from heartwatch.web.api_json import check_json, relatives_for_json
 from heartwatch.web.bearer import authorize
-from heartwatch.web.check_input import check_slug, hold_until, merge, refusal, reject_unknown, validate
+from heartwatch.web.check_input import check_slug, hold_until, merge, refusal, reject_unknown, too_many, validate
 from heartwatch.web.hub import Hub, hub_of
+from heartwatch.web.log_throttle import LogThrottle
 
 log = logging.getLogger("heartwatch.web.api")
 
@@ -55,7 +56,7 @@ READ_ONLY = ("check {slug!r} is defined in the config file, which is read-only t
 
 async def read_object(request: Request) -> dict[str, Any]:
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
+    if length.isascii() and length.isdigit() and (len(length) > 12 or int(length) > MAX_BODY):
         raise ApiError(413, f"body too large: at most {MAX_BODY} bytes")
     body = bytearray()
     try:
@@ -69,12 +70,17 @@ async def read_object(request: Request) -> dict[str, Any]:
         doc = json.loads(body) if body.strip() else None
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"the body is not valid JSON: {e}") from None
+    except RecursionError:  # `[` x 60,000: nested deeper than the parser goes
+        raise ApiError(400, "the body is nested too deeply; a check is a flat JSON object") from None
     if not isinstance(doc, dict):
         raise ApiError(400, 'expected a JSON object as the body, like {"slug": "backup", "schedule": "0 2 * * *"}')
     return doc
 
 
 Handler = Callable[[Request, Hub], Awaitable[Response]]
+
+
+_errors = LogThrottle(log)  # the same failure again within a minute is counted, not logged again
 
 
 def write_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -87,8 +93,8 @@ def write_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]
             response = await handler(request, hub)
         except ApiError as e:
             return e.response()
-        except hub.store.WRITE_ERRORS:  # the database refused the write, or we are shutting down
-            log.exception("could not store an API change")
+        except hub.store.WRITE_ERRORS as e:  # the database refused the write, or we are shutting down
+            _errors.exception("could not store an API change", e)
             return error(503, "could not store the change; try again")
         if response.status_code < 300:
             for listener in hub.change_listeners:
@@ -109,6 +115,8 @@ async def answer(hub: Hub, slug: str, result: ApiWrite | None, status: int = 200
         return error(404, f"no such check{hint}", "slug")
     if result.outcome is ApiOutcome.READ_ONLY:
         return error(409, READ_ONLY.format(slug=slug), "slug")
+    if result.outcome is ApiOutcome.TOO_MANY:
+        return error(409, too_many(hub.settings.max_checks), "slug")
     snap = await hub.store.snapshot(slug)
     assert snap is not None  # the write committed before we got here
     headers = {"Location": f"/api/v1/checks/{slug}"} if result.outcome is ApiOutcome.CREATED else None

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from heartwatch.web import api, api_write, hc_api, login, manage, metrics, openapi, pages, ping_view
+from heartwatch.web import api, api_write, hc_api, limits, login, manage, metrics, openapi, pages, ping_view
 from heartwatch.web.auth import Auth, AuthGate, secure_cookie_for
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.render import templates
@@ -59,7 +59,9 @@ def create_app(hub: Hub, extra_routes: list[BaseRoute] | None = None, auth: Auth
     ]
     # Outermost first. Pings are answered by PingEndpoint before the others run, so neither the headers
     # nor the login cost a ping anything; without a password the gate is not installed at all.
-    middleware = [Middleware(ping_view.PingEndpoint, hub=hub), Middleware(SecurityHeaders)]
+    # HeaderLimit first: oversized headers are refused before a ping or a page costs anything.
+    middleware = [Middleware(limits.HeaderLimit), Middleware(ping_view.PingEndpoint, hub=hub),
+                  Middleware(SecurityHeaders)]
     if auth is not None:
         middleware.append(Middleware(AuthGate, auth=auth, tokens=hub.settings.api_tokens))
     handlers: dict[Any, Any] = {404: not_found, 500: server_error}

@@ -38,6 +38,8 @@ from heartwatch.web.bearer import authorize
 
 SESSION_COOKIE = "heartwatch_session"
 LOGIN_COOKIE = "heartwatch_login"  # the nonce the login form's CSRF token is bound to
+KNOWN_COOKIE = "heartwatch_known"  # marks a browser that logged in before: the total login brake lets it by
+KNOWN_TTL = timedelta(days=365)
 SESSION_TTL = timedelta(days=7)
 LOGIN_FORM_TTL = timedelta(hours=1)
 LIVE_HEADER = b"x-heartwatch-live"
@@ -118,7 +120,10 @@ class Auth:
         if not cookie or cookie.count(".") != 2:
             return None
         expires_text, nonce, signature = cookie.split(".")
-        if not expires_text.isdigit() or not self._verify("session", f"{expires_text}.{nonce}", signature):
+        # isascii: "²" passes isdigit() but not int() (a forged cookie must not be a 500).
+        if not (expires_text.isascii() and expires_text.isdigit() and len(expires_text) <= 12):
+            return None
+        if not self._verify("session", f"{expires_text}.{nonce}", signature):
             return None
         expires = int(expires_text)
         if expires <= self.clock().timestamp() or nonce in self._revoked:
@@ -133,6 +138,20 @@ class Auth:
 
     def session_csrf_ok(self, session: Session, token: str) -> bool:
         return hmac.compare_digest(session.csrf.encode(), token.encode())
+
+    # --- a browser that logged in before ---------------------------------------------------------------------
+
+    def new_known(self) -> str:
+        """The value of KNOWN_COOKIE, given at a successful login: a nonce and its signature."""
+        nonce = secrets.token_urlsafe(12)
+        return f"{nonce}.{self._sign('known', nonce)}"
+
+    def known(self, cookie: str | None) -> str | None:
+        """The nonce of a genuine KNOWN_COOKIE value (the key its own brake counts under), else None."""
+        if not cookie or cookie.count(".") != 1:
+            return None
+        nonce, signature = cookie.split(".")
+        return nonce if self._verify("known", nonce, signature) else None
 
     # --- the login form's CSRF token (no session yet) --------------------------------------------------------
 

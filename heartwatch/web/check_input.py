@@ -98,3 +98,9 @@ def hold_until(body: dict[str, Any], now: datetime) -> datetime:
         raise ApiError(422, "until: that time has passed", "until")
     return until.astimezone(UTC)
 
+
+
+def too_many(limit: int) -> str:
+    """Why a new check was refused at [server] max_checks."""
+    return (f"too many checks: at most {limit} ([server] max_checks); archive checks that are no longer needed "
+            "or raise the limit")

@@ -6,6 +6,7 @@ templates never build HTML from strings themselves.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -182,3 +183,18 @@ def _strip_cell(href: str, run: StripRun, tz: str) -> str:
     # Kept: a page polled for live refresh draws the same finished runs again; a run that changes is a new key.
     return (f'<li><a class="cell st-{run.state.value}" href="{href}{run.id}" title="{escape(run_title(run, tz))}">'
             f'<span class="sr">{RUN_WORDS[run.state]}</span></a></li>')
+
+
+#: Characters that change how text around them reads without showing themselves: bidirectional overrides and
+#: isolates (a name can "read" backwards) and zero-width characters (two names look the same).
+_HIDDEN = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def visible(value: object) -> object:
+    """Jinja's `finalize`: every string a page shows has its hidden characters spelled out (`[U+202E]`), so a
+    name or tag cannot hide or reorder what is written around it. Markup stays Markup (the spelling has no
+    character HTML gives a meaning)."""
+    if isinstance(value, str) and _HIDDEN.search(value):
+        shown = _HIDDEN.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+        return Markup(shown) if isinstance(value, Markup) else shown
+    return value

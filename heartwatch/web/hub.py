@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +24,9 @@ class Hub:
     #: Called after a check is created, changed, archived, paused or resumed through the API (the scheduler
     #: wakes: a deadline may have moved earlier).
     change_listeners: list[Callable[[], None]] = field(default_factory=list)
+    #: Held while a whole list of checks is built (/api/v1/checks, /metrics): they are built a slice at a time,
+    #: and one at a time, so a ping waits for one slice of one list at most, however many are asked for at once.
+    whole_list: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: Which process runs the scheduler and the sender (server.py sets it); None in tests of the app alone.
     leadership: Leadership | None = None
 

@@ -2,18 +2,26 @@
 
 Both are POST forms with a CSRF token; a post from another site (wrong or missing token, or an Origin or
 Sec-Fetch-Site header that says so) gets 403 and changes nothing. Wrong passwords are slowed by scrypt and
-limited per client address, so guessing over the network is impractical.
+braked twice, so guessing over the network is impractical:
+- per client: LOGIN_TRIES tries per LOGIN_WINDOW from one address (the TCP peer; a forwarded one only from
+  `[server] trusted_proxies`), or from one browser that logged in before (its KNOWN_COOKIE);
+- in total: LOGIN_TOTAL tries per LOGIN_WINDOW from browsers not known, so an attacker with many addresses
+  gets no more than that. A browser that logged in before is not held by the total brake: the right
+  password from it still gets in while someone else guesses from elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from heartwatch.web.auth import (
+    KNOWN_COOKIE,
+    KNOWN_TTL,
     LOGIN_COOKIE,
     LOGIN_FORM_TTL,
     SESSION_COOKIE,
@@ -32,10 +40,31 @@ MAX_FORM = 8_000
 #: Wrong passwords allowed per client address in LOGIN_WINDOW seconds before 429.
 LOGIN_TRIES = 10
 LOGIN_WINDOW = 300.0
+#: Tries from browsers that never logged in, in all, in LOGIN_WINDOW seconds.
+LOGIN_TOTAL = 100
+
+_SCRYPT_THREAD = ThreadPoolExecutor(1, thread_name_prefix="heartwatch-login")
 
 
-def login_limiter() -> FixedWindow:
-    return FixedWindow(LOGIN_TRIES, LOGIN_WINDOW)
+class LoginBrakes:
+    """The brake per client and the total one (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.per_client = FixedWindow(LOGIN_TRIES, LOGIN_WINDOW)
+        self.total = FixedWindow(LOGIN_TOTAL, LOGIN_WINDOW)
+
+    def hit(self, client: str, known: str | None, now: float) -> float:
+        """0.0 when this try may go on, else the seconds to wait."""
+        if known is not None:
+            return self.per_client.hit(("known", known), now)
+        return self.per_client.hit(client, now) or self.total.hit("all", now)
+
+    def forget(self, client: str, known: str | None) -> None:
+        self.per_client.forget(client if known is None else ("known", known))
+
+
+def login_limiter() -> LoginBrakes:
+    return LoginBrakes()
 
 
 def _auth(request: Request) -> Auth | None:
@@ -72,22 +101,30 @@ async def login(request: Request) -> Response:
     if cross_site(request) or not auth.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf", "")):
         return forbidden("the form's security token is missing or wrong (the form may be older than an hour)")
     next_path = safe_next(form.get("next"))
-    limiter: FixedWindow = request.app.state.login_limiter
+    limiter: LoginBrakes = request.app.state.login_limiter
     client = request.client.host if request.client else "?"
-    wait = limiter.hit(client, auth.clock().timestamp())
+    known = auth.known(request.cookies.get(KNOWN_COOKIE))
+    wait = limiter.hit(client, known, auth.clock().timestamp())
     if wait:
         response = _login_page(auth, next_path, f"Too many wrong passwords; wait {int(wait) + 1} seconds.",
                                429)
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
-    # scrypt takes tens of milliseconds: off the event loop, so pings are not held up meanwhile.
-    if not await asyncio.to_thread(auth.check_password, form.get("password", "")):
+    # scrypt takes tens of milliseconds: off the event loop, so pings are not held up meanwhile; on one thread
+    # of its own, so a flood of tries uses one core at most, and one 16 MB scrypt buffer (each thread of the
+    # default pool kept its own: RSS grew by ~100 MB under bench/abuse.py's login attack).
+    password = form.get("password", "")
+    if not await asyncio.get_running_loop().run_in_executor(_SCRYPT_THREAD, auth.check_password, password):
         return _login_page(auth, next_path, "Wrong password.", 401)
-    limiter.forget(client)
+    limiter.forget(client, known)
     value, _ = auth.new_session()
     response = RedirectResponse(next_path, 303)
     response.headers.append("set-cookie", auth.cookie_header(SESSION_COOKIE, value,
                                                              int(auth.session_ttl.total_seconds())))
+    if known is None:  # this browser got in: the total brake will not hold it next time
+        response.headers.append("set-cookie", auth.cookie_header(KNOWN_COOKIE, auth.new_known(),
+                                                                 int(KNOWN_TTL.total_seconds()), path="/login",
+                                                                 same_site="Strict"))
     response.headers.append("set-cookie", auth.cookie_header(LOGIN_COOKIE, "", 0, path="/login",
                                                              same_site="Strict"))
     return response

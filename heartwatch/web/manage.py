@@ -31,7 +31,7 @@ from heartwatch.web import check_form
 from heartwatch.web.api_errors import ApiError
 from heartwatch.web.auth import Auth, Session, cross_site, forbidden, read_form, request_session, safe_next
 from heartwatch.web.check_form import CONFIG_CHECK, EDITING_OFF
-from heartwatch.web.check_input import check_slug, hold_until, refusal, validate
+from heartwatch.web.check_input import check_slug, hold_until, refusal, too_many, validate
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.render import not_found_page, render
 
@@ -143,6 +143,8 @@ async def create(request: Request, hub: Hub, form: dict[str, str]) -> Response:
     if result.outcome is ApiOutcome.READ_ONLY:
         result_error: Exception | None = ApiError(409, f"slug: a check named {slug!r} exists already (in the "
                                                   "config file); choose another slug", "slug")
+    elif result.outcome is ApiOutcome.TOO_MANY:
+        result_error = ApiError(409, f"slug: {too_many(hub.settings.max_checks)}", "slug")
     else:
         result_error = None if result.error is None else refusal(result.error)
     if result_error is not None:

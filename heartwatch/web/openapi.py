@@ -177,6 +177,7 @@ def _ping_operation(method: str, variant: str, params: list[dict[str, Any]], sum
                       "201": {**text, "description": "Created: ?create=1 made the check"},
                       "400": {**text, "description": "A bad exit status, step name, rid or create parameter"},
                       "404": {**text, "description": "No such check (or a wrong ping key)"},
+                      "409": {**text, "description": "Not created: ?create=1 past [server] max_checks"},
                       "413": {**text, "description": "The body is larger than 1,000,000 bytes"},
                       "503": {**text, "description": "The ping could not be stored; try again"}},
     }
@@ -219,7 +220,9 @@ PATHS: dict[str, Any] = {
                  "responses": {"200": {**_CHECK, "description": "Updated"},
                                "201": {**_CHECK, "description": "Created",
                                        "headers": {"Location": {"schema": {"type": "string"}}}},
-                               **_BAD_BODY, **_WRITE_ERRORS, **_READ_ONLY}},
+                               **_BAD_BODY, **_WRITE_ERRORS,
+                               "409": _error("A config-file check (read-only through the API), or a new check "
+                                             "past [server] max_checks")}},
     },
     "/api/v1/checks/{slug}": {
         "parameters": [_SLUG_PARAM],

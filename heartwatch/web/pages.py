@@ -22,6 +22,7 @@ from heartwatch.core.model import Check, CheckStatus
 from heartwatch.store.uptime import MONTH
 from heartwatch.web import badges, charts, page_data
 from heartwatch.web.hub import Hub, hub_of
+from heartwatch.web.params import page_param
 from heartwatch.web.render import STATIC_DIR, Context, not_found_page, render
 
 LIVE_HEADER = "x-heartwatch-live"
@@ -57,10 +58,10 @@ async def live_page(request: Request, template: str, build: Callable[[Hub, datet
 async def overview_page(request: Request) -> Response:
     async def build(hub: Hub, now: datetime) -> Context:
         params = request.query_params
-        page = params.get("page", "")
+        page = page_param(params.get("page"), "page", 1, 1_000_000, default=1)
+        assert page is not None
         view = await page_data.overview(hub.store, now, params.get("tag"), params.get("status"),
-                                        int(page) if page.isdigit() else 1, params.get("q", "")[:200],
-                                        params.get("pipeline", "")[:64])
+                                        page, params.get("q", "")[:200], params.get("pipeline", "")[:64])
         uptimes = await hub.store.uptimes([row.check.id for row in view.rows], now, MONTH)
         return {"view": view, "hub": hub, "ping_example": hub.slug_url("my-job"), "uptimes": uptimes,
                 "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
@@ -101,8 +102,7 @@ async def check_page(request: Request) -> Response:
         if snap is None:
             return None
         check, newest, watch = snap.check, snap.last_run, snap.watch
-        before_raw = request.query_params.get("before", "")
-        before = int(before_raw) if before_raw.isdigit() else None
+        before = page_param(request.query_params.get("before"), "before")
         runs = await hub.store.runs(check.id, limit=RUNS_PER_PAGE, before=before)
         linked = await hub.store.relatives(check.slug)
         spec, tz = check.spec, check.spec.timezone
@@ -131,8 +131,9 @@ async def check_page(request: Request) -> Response:
 
 async def run_page(request: Request) -> Response:
     async def build(hub: Hub, now: datetime) -> Context | None:
+        run_id = page_param(request.path_params["run_id"], "run id")
         check = await hub.store.check(request.path_params["slug"])
-        run = await hub.store.run(check.id, request.path_params["run_id"]) if check else None
+        run = await hub.store.run(check.id, run_id) if check and run_id is not None else None
         if check is None or run is None or run.id is None:
             return None
         spec = check.spec
@@ -180,7 +181,7 @@ async def badge_json(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/", overview_page, methods=["GET", "HEAD"]),
     Route("/checks/{slug}", check_page, methods=["GET", "HEAD"]),
-    Route("/checks/{slug}/runs/{run_id:int}", run_page, methods=["GET", "HEAD"]),
+    Route("/checks/{slug}/runs/{run_id}", run_page, methods=["GET", "HEAD"]),
     Route("/badge/{slug}.svg", badge_svg, methods=["GET", "HEAD"]),
     Route("/badge/{slug}.json", badge_json, methods=["GET", "HEAD"]),
     Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),

@@ -23,6 +23,8 @@ from heartwatch.core.model import Ping
 from heartwatch.core.pings import BadPing, parse_ping
 from heartwatch.store.sqlite import PingOutcome
 from heartwatch.web.hub import Hub
+from heartwatch.web.limits import cut_user_agent
+from heartwatch.web.log_throttle import LogThrottle
 from heartwatch.web.ratelimit import FixedWindow
 
 log = logging.getLogger("heartwatch.ping")
@@ -41,6 +43,7 @@ class PingEndpoint:
         # [server] rate_limit: pings per minute per check URL; None (the default) costs a ping nothing.
         rate = hub.settings.rate_limit
         self.flood = FixedWindow(rate, 60.0) if rate > 0 else None
+        self.errors = LogThrottle(log)  # a full disk fails every ping the same way: logged once a minute
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,8 +59,8 @@ class PingEndpoint:
         limit = self.hub.settings.body_limit
         try:
             status, text = await self._ping(scope, receive, limit, dialect)
-        except Exception:  # never a traceback to the client; the log has it
-            log.exception("ping failed")
+        except Exception as e:  # never a traceback to the client; the log has it (once a minute)
+            self.errors.exception("ping failed", e)
             status, text = 500, "internal error; see the heartwatch log"
         status, content_type, payload = _answer(dialect, status, text)
         body = b"" if scope["method"] == "HEAD" else payload
@@ -101,16 +104,17 @@ class PingEndpoint:
         ua = headers.get(b"user-agent")
         item = Ping(kind=req.kind, at=now, step=req.step, rid=req.rid, exit_code=req.exit_code, body=body,
                     remote_addr=client[0] if client else None,
-                    user_agent=ua.decode("latin-1") if ua is not None else None, method=scope["method"],
-                    ping_ms=ping_ms)
+                    user_agent=cut_user_agent(ua), method=scope["method"], ping_ms=ping_ms)
         try:
             result = await hub.store.record_ping(req, item)
-        except hub.store.WRITE_ERRORS:  # the database refused the write (disk full, I/O error): the client retries
-            log.exception("could not store a ping")
+        except hub.store.WRITE_ERRORS as e:  # the database refused the write (disk full, I/O error): the client retries
+            self.errors.exception("could not store a ping", e)
             return 503, "could not store the ping; try again"
         # Anything else is a bug: the outer handler logs it and answers 500, which a client does not retry for ever.
         if result.outcome is PingOutcome.NOT_FOUND:
             return 404, "not found"
+        if result.outcome is PingOutcome.TOO_MANY:
+            return 409, f"not created: at most {hub.settings.max_checks} checks ([server] max_checks)"
         for listener in hub.ping_listeners:
             listener(result)
         if result.outcome is PingOutcome.CREATED:
@@ -136,7 +140,7 @@ class ClientGone(Exception):
 async def read_tail(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The last `limit` bytes of the body: a job's output matters most at its end."""
     for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
+        if name == b"content-length" and value.isdigit() and (len(value) > 12 or int(value) > MAX_BODY):
             raise BadPing(413, f"body too large: at most {MAX_BODY} bytes")
     tail = b""
     seen = 0

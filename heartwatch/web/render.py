@@ -30,6 +30,7 @@ from heartwatch.web.format import (
     span_text,
     strip_html,
     time_tag,
+    visible,
     when_tag,
 )
 
@@ -54,6 +55,7 @@ templates = Environment(
     undefined=StrictUndefined,  # a typo in a template fails the tests instead of rendering blank
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=visible,  # bidi overrides and zero-width characters in names, tags, bodies: shown, not obeyed
 )
 templates.globals.update(
     STATUS_WORDS=STATUS_WORDS, RUN_WORDS=RUN_WORDS, FLAG_WORDS=FLAG_WORDS, time_tag=time_tag, when_tag=when_tag,
