@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -173,19 +174,30 @@ def test_deeply_nested_json_to_the_write_api_is_a_400(server: Server) -> None:
     assert "Traceback" not in server.log()
 
 
-def test_read_object_refuses_deep_json_with_400() -> None:
+def _deep_request() -> Any:
     from starlette.requests import Request
-
-    from heartwatch.web.api_errors import ApiError
-    from heartwatch.web.api_write import read_object
 
     async def receive() -> dict[str, object]:
         return {"type": "http.request", "body": b"[" * 60_000, "more_body": False}
 
-    request = Request({"type": "http", "method": "POST", "headers": [], "path": "/"}, receive)
+    return Request({"type": "http", "method": "POST", "headers": [], "path": "/"}, receive)
+
+
+def test_read_object_refuses_deep_json_with_400() -> None:
+    from heartwatch.web.api_errors import ApiError
+    from heartwatch.web.api_write import read_object
+
     with pytest.raises(ApiError) as info:
-        asyncio.run(read_object(request))
+        asyncio.run(read_object(_deep_request()))
     assert info.value.status == 400 and "nested" in str(info.value.message)
+
+
+def test_healthchecks_api_refuses_deep_json_with_its_400() -> None:
+    from heartwatch.web.hc_api import HcRefusal, read_json
+
+    with pytest.raises(HcRefusal) as info:
+        asyncio.run(read_json(_deep_request()))
+    assert (info.value.status, str(info.value)) == (400, "could not parse request body")
 
 
 # --- 8. a full disk logged one traceback per failed ping -------------------------------------------------

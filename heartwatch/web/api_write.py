@@ -14,12 +14,11 @@ resuming them is allowed, since that is an operator's action (maintenance) and n
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -31,6 +30,7 @@ from heartwatch.web.bearer import authorize
 from heartwatch.web.check_input import check_slug, hold_until, merge, refusal, reject_unknown, too_many, validate
 from heartwatch.web.hub import Hub, hub_of
 from heartwatch.web.log_throttle import LogThrottle
+from heartwatch.web.params import BadBody, json_body
 
 log = logging.getLogger("heartwatch.web.api")
 
@@ -55,23 +55,10 @@ READ_ONLY = ("check {slug!r} is defined in the config file, which is read-only t
 
 
 async def read_object(request: Request) -> dict[str, Any]:
-    length = request.headers.get("content-length", "")
-    if length.isascii() and length.isdigit() and (len(length) > 12 or int(length) > MAX_BODY):
-        raise ApiError(413, f"body too large: at most {MAX_BODY} bytes")
-    body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise ApiError(413, f"body too large: at most {MAX_BODY} bytes")
-    except ClientDisconnect:
-        raise ApiError(400, "the client went away before the body arrived") from None
-    try:
-        doc = json.loads(body) if body.strip() else None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ApiError(400, f"the body is not valid JSON: {e}") from None
-    except RecursionError:  # `[` x 60,000: nested deeper than the parser goes
-        raise ApiError(400, "the body is nested too deeply; a check is a flat JSON object") from None
+        doc = await json_body(request, MAX_BODY)
+    except BadBody as e:
+        raise ApiError(e.status, str(e)) from None
     if not isinstance(doc, dict):
         raise ApiError(400, 'expected a JSON object as the body, like {"slug": "backup", "schedule": "0 2 * * *"}')
     return doc

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -35,6 +35,7 @@ from heartwatch.store.codec import iso
 from heartwatch.store.compat import AliasTaken, PingStats
 from heartwatch.store.sqlite import ApiOutcome, ApiWrite
 from heartwatch.web.hub import Hub, hub_of
+from heartwatch.web.params import BadBody, json_body
 
 log = logging.getLogger("heartwatch.web.hc_api")
 
@@ -115,23 +116,13 @@ async def _one_json(hub: Hub, slug: str, readonly: bool = False) -> dict[str, An
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    length = request.headers.get("content-length", "")
-    if length.isascii() and length.isdigit() and (len(length) > 12 or int(length) > MAX_BODY):
-        raise HcRefusal(413, f"body too large: at most {MAX_BODY} bytes")
-    body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise HcRefusal(413, f"body too large: at most {MAX_BODY} bytes")
-    except ClientDisconnect:
-        raise HcRefusal(400, "the client went away before the body arrived") from None
-    if not body.strip():
+        doc = await json_body(request, MAX_BODY)
+    except BadBody as e:
+        # Healthchecks' words for a body it cannot read; the size and a client gone keep ours.
+        raise HcRefusal(e.status, "could not parse request body" if e.unreadable else str(e)) from None
+    if doc is None:
         return {}
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise HcRefusal(400, "could not parse request body") from None
     if not isinstance(doc, dict):
         raise HcRefusal(400, "json validation error: value is not an object")
     return doc
