@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -136,3 +137,24 @@ def test_the_table_lines_up_and_says_when() -> None:
     assert lines[0].index("STATUS") == lines[1].index("up") == lines[2].index("new")
     assert "ok 5m3s ago" in lines[1] and lines[1].endswith("in 2h15m")
     assert lines[2].split() == ["b", "new", "-", "-", "-"]
+
+
+def test_the_table_from_either_store_read_only(db_location: Path | str) -> None:
+    """`heartwatch checks --db` reads a SQLite file or a PostgreSQL URL through the same code."""
+    from heartwatch.cli.checks import read_db
+    from heartwatch.core.model import CheckSpec
+    from heartwatch.store.choose import new_store
+
+    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+    async def create() -> None:
+        store = new_store(db_location)
+        await store.open()
+        try:
+            await store.sync_config({"nightly": CheckSpec(slug="nightly", name="Nightly", schedule="0 2 * * *")}, now)
+        finally:
+            await store.close()
+
+    asyncio.run(create())
+    [line] = read_db(db_location, now)
+    assert (line.slug, line.name, line.status) == ("nightly", "Nightly", "new")

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import sys
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from heartwatch.core.model import Check, CheckSpec, Run, RunState, Watch
 from heartwatch.core.schedule import next_expected_start
 from heartwatch.core.status import check_status
 from heartwatch.store import codec
-from heartwatch.store.base import CheckSnapshot, UnreadableDatabase
+from heartwatch.store.base import CheckSnapshot, Reads, UnreadableDatabase
 from heartwatch.store.reads import ReadOnlyStore
 
 #: Exit status when the database or the server could not be read, or refused the change.
@@ -81,31 +82,21 @@ def _line(check: Check, last: Run | None, watch: Watch | None, now: datetime) ->
 
 
 def read_db(path: Path | str, now: datetime) -> list[CheckLine]:
-    """The live checks from a heartwatch database, opened read-only."""
-    if not isinstance(path, Path):
-        return _read_postgresql(path, now)
-    if not path.is_file():
-        raise ChecksError(f"no database at {path}; give --db PATH, or --server URL to ask a running server")
+    """The live checks from a heartwatch database (a SQLite file or a PostgreSQL URL), opened read-only."""
+    opened: AbstractAsyncContextManager[Reads]
+    if isinstance(path, Path):
+        if not path.is_file():
+            raise ChecksError(f"no database at {path}; give --db PATH, or --server URL to ask a running server")
+        opened = ReadOnlyStore.open(path)
+    else:
+        try:
+            from heartwatch.store.postgres import PgReadOnlyStore
+        except ImportError:
+            raise ChecksError("a postgresql:// database needs psycopg 3: pip install 'psycopg[binary]'") from None
+        opened = PgReadOnlyStore.open(path)
 
     async def read() -> list[CheckSnapshot]:
-        async with ReadOnlyStore.open(path) as store:
-            return await store.snapshots()
-
-    try:
-        snapshots = asyncio.run(read())
-    except UnreadableDatabase as e:
-        raise ChecksError(str(e)) from None
-    return [_line(s.check, s.last_run, s.watch, now) for s in snapshots]
-
-
-def _read_postgresql(url: str, now: datetime) -> list[CheckLine]:
-    try:
-        from heartwatch.store.postgres import PgReadOnlyStore
-    except ImportError:
-        raise ChecksError("a postgresql:// database needs psycopg 3: pip install 'psycopg[binary]'") from None
-
-    async def read() -> list[CheckSnapshot]:
-        async with PgReadOnlyStore.open(url) as store:
+        async with opened as store:
             return await store.snapshots()
 
     try:
