@@ -18,12 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import fastclock
+from support.fastclock import FAKETIME_MARK, SPEED
 from support.receivers import HttpReceiver
-from support.server import Server, running_server
+from support.server import Server
 from support.waiting import wait_for
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
-SPEED = 30
 SIMULATED = 15 * 60  # seconds of server time
 CONFIG = """
 [alerts]
@@ -45,18 +45,13 @@ name = "Flappy job"
 remind_every = "4m"
 """
 
-pytestmark = pytest.mark.skipif(not LIBFAKETIME.exists(), reason="needs Debian's faketime package")
+pytestmark = FAKETIME_MARK
 
 
 @pytest.fixture
 def fast_server(tmp_path: Path) -> Iterator[tuple[Server, HttpReceiver]]:
-    receiver = HttpReceiver().start()
-    env = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"+0 x{SPEED}"}
-    try:
-        with running_server(tmp_path, CONFIG.format(url=receiver.url()), env=env) as server:
-            yield server, receiver
-    finally:
-        receiver.stop()
+    with fastclock.fast_server(tmp_path, CONFIG) as both:
+        yield both
 
 
 def titles(receiver: HttpReceiver, slug: str) -> list[str]:
