@@ -1,7 +1,12 @@
 """Pings per second: heartwatch (durable, every ping committed before the answer) against a bare Starlette
 endpoint that only answers "OK", driven by the same load generator at several concurrencies.
 
-    .venv/bin/python bench/pings.py [--seconds 5] [--checks 100] [--concurrency 1,16,64]
+    .venv/bin/python bench/pings.py [--seconds 5] [--checks 100] [--concurrency 1,16,64] [--config realistic]
+
+The default config is what real checks look like: every check has a schedule (half `period = "1h"`, half a
+cron schedule in a time zone), a `max_runtime` and a step chain, and the pings cycle through
+start -> dump -> upload -> finish, so starts move expectations and steps and finishes move run deadlines.
+`--config steps-only` is the older, lighter one: steps but no schedule and no max_runtime.
 
 Afterwards it checks that heartwatch stored exactly the pings it answered.
 """
@@ -22,6 +27,20 @@ import loadgen
 from common import cpu_seconds, free_port, heartwatch, stop, wait_http
 
 KEY = "bench-key"
+_CRONS = ["0 * * * *", "*/15 * * * *", "30 2 * * *", "0 3 * * 1-5"]
+_ZONES = ["UTC", "Europe/Berlin", "America/New_York"]
+
+
+def _realistic(i: int) -> str:
+    when = 'period = "1h"' if i % 2 == 0 else f'schedule = "{_CRONS[i // 2 % 4]}"\ntimezone = "{_ZONES[i % 3]}"'
+    return f'{when}\nmax_runtime = "30m"\nsteps = ["dump", "upload"]\n'
+
+
+#: --config: the steps the pings cycle through, and each check's table in heartwatch.toml.
+CONFIGS = {
+    "realistic": (["start", "dump", "upload", "finish"], _realistic),
+    "steps-only": (["start", "dump", "upload", "verify", "finish"], lambda i: 'steps = ["dump", "upload", "verify"]\n'),
+}
 
 
 def main() -> int:
@@ -30,6 +49,7 @@ def main() -> int:
     ap.add_argument("--checks", type=int, default=100)
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--synchronous", choices=["normal", "full"], default="normal")
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="realistic")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per concurrency, heartwatch and bare interleaved; the median-ratio pair is shown")
     args = ap.parse_args()
@@ -38,9 +58,10 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hw-bench-"))
     slugs = [f"job-{i:03d}" for i in range(args.checks)]
     config = tmp / "heartwatch.toml"
+    steps, check_table = CONFIGS[args.config]
     config.write_text(
         f'[server]\nping_key = "{KEY}"\nretention = 10000000\nsynchronous = "{args.synchronous}"\n\n'
-        + "".join(f'[checks.{s}]\nsteps = ["dump", "upload", "verify"]\n\n' for s in slugs))
+        + "".join(f"[checks.{s}]\n{check_table(i)}\n" for i, s in enumerate(slugs)))
     hw_port, bare_port = free_port(), free_port()
     hw = heartwatch(config, tmp / "hw.db", hw_port, tmp / "hw.log")
     bare = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bare_app.py"), str(bare_port)])
@@ -49,8 +70,8 @@ def main() -> int:
     try:
         wait_http(f"http://127.0.0.1:{hw_port}/healthz", hw)
         wait_http(f"http://127.0.0.1:{bare_port}/ping/x", bare)
-        hw_paths = loadgen.paths(f"/ping/{KEY}", slugs)
-        bare_paths = loadgen.paths("/ping/x", slugs)
+        hw_paths = loadgen.paths(f"/ping/{KEY}", slugs, steps)
+        bare_paths = loadgen.paths("/ping/x", slugs, steps)
         for c in levels:
             # A shared 2-core VM is noisy: interleave the two servers and keep the median pair.
             pairs = []
@@ -75,7 +96,7 @@ def main() -> int:
 
     print(f"\nheartwatch ping throughput — {platform.machine()}, {_cpus()} CPUs,"
           f" Python {platform.python_version()},"
-          f" load generator: {gen}, {args.seconds:g}s per run, {args.checks} checks,"
+          f" load generator: {gen}, {args.seconds:g}s per run, {args.checks} checks ({args.config} config),"
           f" SQLite synchronous={synchronous}\n")
     print(f"{'conc':>4} | {'heartwatch req/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} |"
           f" {'bare req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} | {'ratio':>5}")
