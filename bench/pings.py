@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import loadgen
-from common import cpu_seconds, free_port, heartwatch, stop, wait_http
+from common import ROOT, cpu_seconds, free_port, heartwatch, stop, wait_http
 
 KEY = "bench-key"
 _CRONS = ["0 * * * *", "*/15 * * * *", "30 2 * * *", "0 3 * * 1-5"]
@@ -52,6 +53,8 @@ def main() -> int:
     ap.add_argument("--config", choices=sorted(CONFIGS), default="realistic")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per concurrency, heartwatch and bare interleaved; the median-ratio pair is shown")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also run heartwatch as of this git revision, interleaved with the working tree's (A/B)")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -62,32 +65,45 @@ def main() -> int:
     config.write_text(
         f'[server]\nping_key = "{KEY}"\nretention = 10000000\nsynchronous = "{args.synchronous}"\n\n'
         + "".join(f"[checks.{s}]\n{check_table(i)}\n" for i, s in enumerate(slugs)))
-    hw_port, bare_port = free_port(), free_port()
+    hw_port, bare_port, base_port = free_port(), free_port(), free_port()
     hw = heartwatch(config, tmp / "hw.db", hw_port, tmp / "hw.log")
     bare = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bare_app.py"), str(bare_port)])
+    base = None
+    if args.baseline:
+        base = heartwatch(config, tmp / "base.db", base_port, tmp / "base.log", cwd=export(args.baseline, tmp / "base"))
     rows = []
+    base_rows: list[tuple[int, list[loadgen.Result], list[loadgen.Result]]] = []
     answered = 0
     try:
         wait_http(f"http://127.0.0.1:{hw_port}/healthz", hw)
         wait_http(f"http://127.0.0.1:{bare_port}/ping/x", bare)
+        if base is not None:
+            wait_http(f"http://127.0.0.1:{base_port}/healthz", base)
         hw_paths = loadgen.paths(f"/ping/{KEY}", slugs, steps)
         bare_paths = loadgen.paths("/ping/x", slugs, steps)
         for c in levels:
-            # A shared 2-core VM is noisy: interleave the two servers and keep the median pair.
+            # A shared 2-core VM is noisy: interleave the servers and keep the median pair.
             pairs = []
+            ab: tuple[list[loadgen.Result], list[loadgen.Result]] = ([], [])
             for _ in range(args.repeat):
+                if base is not None:
+                    ab[0].append(measure(base, f"http://127.0.0.1:{base_port}", hw_paths, c, args.seconds)[1])
                 gen, h = measure(hw, f"http://127.0.0.1:{hw_port}", hw_paths, c, args.seconds)
                 _, b = measure(bare, f"http://127.0.0.1:{bare_port}", bare_paths, c, args.seconds)
                 answered += h.ok
                 if h.ok != h.requests:
                     print(f"warning: heartwatch answered {h.requests - h.ok} requests with an error", file=sys.stderr)
                 pairs.append((h, b))
+                ab[1].append(h)
             pairs.sort(key=lambda p: p[0].rps / p[1].rps)
             h, b = pairs[len(pairs) // 2]
             rows.append((c, h, b, [p[0].rps / p[1].rps for p in pairs]))
+            base_rows.append((c, *ab))
     finally:
         stop(hw)
         stop(bare)
+        if base is not None:
+            stop(base)
 
     db = sqlite3.connect(tmp / "hw.db")
     stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
@@ -105,6 +121,12 @@ def main() -> int:
         print(f"{c:>4} | {h.rps:>16,.0f} {h.p50_ms:>7.2f} {h.p99_ms:>7.2f} {h.cpu_us:>10.0f} |"
               f" {b.rps:>10,.0f} {b.p50_ms:>7.2f} {b.p99_ms:>7.2f} {b.cpu_us:>10.0f} | {h.rps / b.rps:>5.0%}"
               f"   (all runs: {', '.join(f'{r:.0%}' for r in ratios)})")
+    if base is not None:
+        print(f"\nA/B, interleaved: heartwatch at {args.baseline} (A) and the working tree (B); median [min-max]")
+        print(f"{'conc':>4} | {'A req/s':>22} {'B req/s':>22} | {'A CPU us/req':>16} {'B CPU us/req':>16}")
+        for c, a_runs, b_runs in base_rows:
+            print(f"{c:>4} | {_spread([r.rps for r in a_runs]):>22} {_spread([r.rps for r in b_runs]):>22} |"
+                  f" {_spread([r.cpu_us for r in a_runs]):>16} {_spread([r.cpu_us for r in b_runs]):>16}")
     # wrk stops mid-flight: up to one request per connection may be stored but never counted as answered.
     slack = sum(levels) * args.repeat
     ok = answered <= stored <= answered + slack
@@ -112,6 +134,18 @@ def main() -> int:
           f"   -> {'OK' if ok and integrity == 'ok' else 'MISMATCH'}"
           + (f" (in flight at cut-off: {stored - answered})" if stored != answered else ""))
     return 0 if ok and integrity == "ok" else 1
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
+
+
+def export(rev: str, dest: Path) -> Path:
+    """The package as of git revision `rev`, in `dest` (run from there, `python -m heartwatch` imports it)."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "heartwatch"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
 
 
 def measure(proc: subprocess.Popen[bytes], base: str, paths: list[str], conc: int, seconds: float
