@@ -91,6 +91,10 @@ def steps_from_json(text: str) -> list[StepMark]:
             for s in json.loads(text)]
 
 
+def flags_to_json(flags: set[RunFlag]) -> str:
+    return json.dumps(sorted(flags)) if flags else "[]"
+
+
 RUN_COLUMNS = "id, check_id, rid, state, started_at, ended_at, exit_code, steps, flags, deadline, missed"
 
 
@@ -106,7 +110,7 @@ def run_values(run: Run) -> tuple[Any, ...]:
     """Values for RUN_COLUMNS without id, plus the denormalised last step used by list queries."""
     last = run.last_step
     return (run.check_id, run.rid, run.state.value, to_ts(run.started_at), to_ts(run.ended_at),
-            run.exit_code, steps_to_json(run.steps), json.dumps(sorted(run.flags)) if run.flags else "[]",
+            run.exit_code, steps_to_json(run.steps), flags_to_json(run.flags),
             last.name if last else None, to_ts(last.at) if last else None, to_ts(run.deadline), run.missed)
 
 

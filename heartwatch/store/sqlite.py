@@ -26,7 +26,7 @@ from heartwatch.core.runs import Applied, apply_ping
 from heartwatch.core.settings import Synchronous
 from heartwatch.store import codec, outbox
 from heartwatch.store.base import Reads
-from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
+from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS, to_ts
 from heartwatch.store.migrations import MIGRATIONS, migrate
 from heartwatch.store.outbox import AlertPolicy, Attempt, DueDelivery
 from heartwatch.store.reads import ReadOnlyStore, SqliteReads
@@ -222,8 +222,19 @@ class Store(SqliteReads):
 
     def save_run(self, conn: sqlite3.Connection, run: Run) -> None:
         """Write a run and keep the open-run index in step. Writer thread only."""
-        save_run(conn, run)
-        others = [r for r in self._open.get(run.check_id, []) if r.id != run.id]
+        before = self._open.get(run.check_id, [])
+        stored = next((r for r in before if r.id == run.id), None) if run.id is not None else None
+        if stored is not None and _same_indexed(stored, run):
+            # A step on an open run: only what a step changes, so SQLite leaves the three indexes of runs alone
+            # (the full UPDATE rewrites their entries: 6.0 against 2.4 us per statement, batches of 8).
+            last = run.last_step
+            conn.execute("UPDATE runs SET steps = ?, flags = ?, last_step = ?, last_step_at = ?, deadline = ?"
+                         " WHERE id = ?", (codec.steps_to_json(run.steps), codec.flags_to_json(run.flags),
+                                           last.name if last else None, to_ts(last.at) if last else None,
+                                           to_ts(run.deadline), run.id))
+        else:
+            save_run(conn, run)
+        others = [r for r in before if r.id != run.id]
         if run.ended_at is None:
             others.append(run)
         if others:
@@ -376,13 +387,14 @@ class Store(SqliteReads):
                 self._changed(conn, [check], ping.at)
             # 1. the runs: what the ping opened, marked or closed (pure)
             applied = apply_ping(check.id, check.spec, self.open_runs(check.id), ping)
+            moved = self.book.place_deadlines(check, applied.changed)
             for run in applied.changed:
                 self.save_run(conn, run)
             self._insert_event(conn, check.id, applied.run, ping, ignored=applied.ignored)
             # 2. what that means for alerts (pure: watching.after_ping), written to the outbox and the watch
             book = self.book
             before, book.earliest_written = book.alerts_written, None
-            book.on_ping(conn, check, ping, applied)
+            book.on_ping(conn, check, ping, applied, moved)
             return PingResult(outcome, check, applied, book.alerts_written - before, book.earliest_written)
 
         return await self.writer.submit(op)
@@ -566,6 +578,12 @@ def new_uuids(n: int) -> list[str]:
     h = raw.hex()
     return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
             for i in range(0, 32 * n, 32)]
+
+
+def _same_indexed(a: Run, b: Run) -> bool:
+    """Do two versions of a run agree on every column but those a step changes (steps, flags, deadline)?"""
+    return (a.state is b.state and a.ended_at == b.ended_at and a.started_at == b.started_at and a.rid == b.rid
+            and a.exit_code == b.exit_code and a.missed == b.missed and a.check_id == b.check_id)
 
 
 def save_run(conn: sqlite3.Connection, run: Run) -> None:
