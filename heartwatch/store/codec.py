@@ -80,10 +80,15 @@ def steps_to_json(steps: list[StepMark]) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _mark_json(mark: StepMark) -> str:
-    return _compact({"name": mark.name, "at": mark.at.timestamp(), "flags": list(mark.flags)})
+    # Written out rather than through json's encoder: a step ping's mark is new, so the cache above does not
+    # help it, and the encoder (a dict built, then walked) was most of the run's write. Same text as
+    # _compact({"name": ..., "at": ..., "flags": [...]}), which tests/test_store.py holds it to.
+    return (f'{{"name":{_string(mark.name)},"at":{mark.at.timestamp()!r},'
+            f'"flags":[{",".join(map(_string, mark.flags))}]}}')
 
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
+_string = json.encoder.encode_basestring_ascii
 
 
 def steps_from_json(text: str) -> list[StepMark]:
@@ -143,11 +148,18 @@ def _memory(w: Watch) -> str | None:
     if (not w.good_streak and w.trouble is None and w.told is None and w.since == _NOTHING_SINCE
             and not w.recent):
         return None  # the common case: a check that is fine stores nothing here
+    # Written out (a watch changes on every start and finish): the text _compact makes of
+    # {"g": ..., "t": ..., "o": ..., "s": {"bad": ..., ..., "last_at": ...}, "r": [...]}; tests/test_store.py
+    # holds the two equal.
     s = w.since
-    since = {"bad": s.bad, "missed": s.missed, "good": s.good, "late": s.late, "held": s.held,
-             "last": s.last.key if s.last else None, "last_at": to_ts(s.last_at)}
-    return _compact({"g": w.good_streak, "t": w.trouble.key if w.trouble else None,
-                     "o": w.told.key if w.told else None, "s": since, "r": [t.timestamp() for t in w.recent]})
+    return (f'{{"g":{w.good_streak},"t":{_key(w.trouble)},"o":{_key(w.told)},"s":{{"bad":{s.bad},'
+            f'"missed":{s.missed},"good":{s.good},"late":{s.late},"held":{s.held},"last":{_key(s.last)},'
+            f'"last_at":{"null" if s.last_at is None else repr(s.last_at.timestamp())}}},'
+            f'"r":[{",".join(repr(t.timestamp()) for t in w.recent)}]}}')
+
+
+def _key(trouble: Trouble | None) -> str:
+    return "null" if trouble is None else _string(trouble.key)
 
 
 _NOTHING_SINCE = Since()
