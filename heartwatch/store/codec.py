@@ -65,10 +65,15 @@ def _spec_fields(text: str) -> dict[str, Any]:
 CHECK_COLUMNS = "id, uuid, slug, spec, source, paused, archived_at, created_at, muted, maintenance_until"
 
 
+#: Checks created together (a config's, at its first start) share one creation time: one object for all of
+#: them rather than a datetime each (5 MB of 100,000 checks read at a restart).
+_shared_time = functools.lru_cache(maxsize=256)(from_ts)
+
+
 def check_from_row(row: Any, spec: CheckSpec | None = None) -> Check:
     """`spec`: the row's spec when the caller already holds it (one whose spec_to_json is the row's text)."""
     return Check(id=row[0], uuid=row[1], spec=spec or spec_from_json(row[2], row[3]), source=CheckSource(row[4]),
-                 paused=bool(row[5]), archived=row[6] is not None, created_at=from_ts(row[7]),
+                 paused=bool(row[5]), archived=row[6] is not None, created_at=_shared_time(row[7]),
                  muted=bool(row[8]), maintenance_until=from_ts(row[9]))
 
 

@@ -31,7 +31,7 @@ from heartwatch.store.migrations import MIGRATIONS, migrate
 from heartwatch.store.outbox import AlertPolicy, Attempt, DueDelivery
 from heartwatch.store.reads import ReadOnlyStore, SqliteReads
 from heartwatch.store.watches import WatchBook
-from heartwatch.store.writer import Writer
+from heartwatch.store.writer import SYNC_CACHE_KB, Writer, settle_cache
 
 log = logging.getLogger("heartwatch.store.sqlite")
 
@@ -291,6 +291,7 @@ class Store(SqliteReads):
         """Upsert the config file's checks by slug; archive config checks the file no longer has."""
 
         def op(conn: sqlite3.Connection) -> SyncReport:
+            conn.execute(f"PRAGMA cache_size=-{SYNC_CACHE_KB}")  # a first start or a reload may write 100,000 checks
             self._known_specs = specs  # for a reload after a rollback
             report = SyncReport()
             changed: list[tuple[Check, CheckSpec]] = []
@@ -313,7 +314,9 @@ class Store(SqliteReads):
                     report.archived.append(check.slug)
             return report
 
-        return await self.writer.submit(op, long=True)  # a first start or a reload may hold thousands of checks
+        report = await self.writer.submit(op, long=True)  # a first start or a reload may hold thousands of checks
+        await self.writer.submit(settle_cache)
+        return report
 
     async def set_paused(self, slug: str, paused: bool, now: datetime) -> Check | None:
         """Pause or resume a check; None if there is no such check."""
