@@ -123,10 +123,12 @@ def main() -> int:
               f"   (all runs: {', '.join(f'{r:.0%}' for r in ratios)})")
     if base is not None:
         print(f"\nA/B, interleaved: heartwatch at {args.baseline} (A) and the working tree (B); median [min-max]")
-        print(f"{'conc':>4} | {'A req/s':>22} {'B req/s':>22} | {'A CPU us/req':>16} {'B CPU us/req':>16}")
+        print(f"{'conc':>4} | {'A req/s':>22} {'B req/s':>22} | {'A CPU us/req':>16} {'B CPU us/req':>16} |"
+              f" {'A p99 ms':>16} {'B p99 ms':>16}")
         for c, a_runs, b_runs in base_rows:
             print(f"{c:>4} | {_spread([r.rps for r in a_runs]):>22} {_spread([r.rps for r in b_runs]):>22} |"
-                  f" {_spread([r.cpu_us for r in a_runs]):>16} {_spread([r.cpu_us for r in b_runs]):>16}")
+                  f" {_spread([r.cpu_us for r in a_runs]):>16} {_spread([r.cpu_us for r in b_runs]):>16} |"
+                  f" {_spread([r.p99_ms for r in a_runs], 1):>16} {_spread([r.p99_ms for r in b_runs], 1):>16}")
     # wrk stops mid-flight: up to one request per connection may be stored but never counted as answered.
     slack = sum(levels) * args.repeat
     ok = answered <= stored <= answered + slack
@@ -136,8 +138,8 @@ def main() -> int:
     return 0 if ok and integrity == "ok" else 1
 
 
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
+def _spread(values: list[float], digits: int = 0) -> str:
+    return f"{statistics.median(values):,.{digits}f} [{min(values):,.{digits}f}-{max(values):,.{digits}f}]"
 
 
 def export(rev: str, dest: Path) -> Path:
