@@ -33,9 +33,10 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> f
     raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
-def heartwatch(config: Path, db: Path | str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def heartwatch(config: Path, db: Path | str, port: int, log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    """`heartwatch serve`; `cwd` holds the package it runs (`python -m` imports from there first)."""
     return subprocess.Popen([sys.executable, "-m", "heartwatch", "serve", "--config", str(config), "--db", str(db),
-                             "--port", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+                             "--port", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=cwd)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -15,6 +15,7 @@ it matters, and document it in docs/configuration.md (a test holds the docs to t
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -230,11 +231,70 @@ def _parse_toml_fast(text: str) -> dict[str, Any] | None:
     """
     if "\r" in text or text.startswith("\ufeff"):
         return None
+    chunks = _check_chunks(text)
     try:
-        doc: dict[str, Any] = rtoml.loads(text)
+        doc: dict[str, Any] = rtoml.loads(text if chunks is None else text[:chunks.head])
     except Exception:  # TomlParsingError, or ValueError for values tomllib reads (1e400)
         return None
+    if chunks is not None:
+        if "checks" in doc:
+            return None
+        doc["checks"] = chunks
     return doc
+
+
+class _NotFast(Exception):
+    """The checks' tables, read in chunks, need tomllib's reading of the whole file after all."""
+
+
+@dataclass
+class _CheckChunks:
+    """The `[checks.<slug>]` tables of a large file, read a chunk at a time as the checks are built.
+
+    Why: rtoml's document for 100,000 checks (a dict and its strings per table) is over 100 MB, and the specs
+    built from it sit between its freed blocks, so the process kept that memory for good: 124 MB after reading
+    bench/scale.py's file whole, 71 MB in chunks of 1,000 tables (and a little faster).
+    """
+
+    text: str
+    head: int  # where the first [checks.<slug>] line starts; what comes before it is read whole
+    bounds: list[int]  # where each chunk starts, then the end of the text
+
+    def parse(self, default_tz: str) -> dict[str, CheckSpec]:
+        checks: dict[str, CheckSpec] = {}
+        for start, end in zip(self.bounds, self.bounds[1:], strict=False):
+            try:
+                doc = rtoml.loads(self.text[start:end])
+            except Exception:
+                raise _NotFast from None
+            tables = doc.get("checks")
+            if len(doc) != 1 or not isinstance(tables, dict):
+                raise _NotFast
+            for slug, table in tables.items():
+                if slug in checks:  # a table split over two chunks, or defined twice: tomllib decides
+                    raise _NotFast
+                checks[slug] = parse_check(slug, table, default_tz)
+        return checks
+
+
+#: Tables per chunk, and the smallest file (in tables) read in chunks.
+_CHUNK_TABLES = 1000
+_CHECK_HEADER = re.compile(r"^\[checks\.", re.MULTILINE)
+_ANY_HEADER = re.compile(r"^[ \t]*\[", re.MULTILINE)
+
+
+def _check_chunks(text: str) -> _CheckChunks | None:
+    """Chunks of the checks' tables, where the file allows cutting it at their header lines: no multi-line
+    string (a line in one could look like a header) and, after the first check, no header but a check's."""
+    if '"""' in text or "'''" in text:
+        return None
+    starts = [m.start() for m in _CHECK_HEADER.finditer(text)]
+    if len(starts) < 2 * _CHUNK_TABLES:
+        return None
+    head = starts[0]
+    if any(not text.startswith("[checks.", m.end() - 1) for m in _ANY_HEADER.finditer(text, head)):
+        return None
+    return _CheckChunks(text, head, [*starts[::_CHUNK_TABLES], len(text)])
 
 
 def _env_value(environ: Mapping[str, str], name: str) -> str | None:
@@ -262,7 +322,7 @@ def load_settings(
     if doc is not None:
         try:
             return _settings(doc, config_path, environ, flags)
-        except ConfigError:
+        except (ConfigError, _NotFast):
             pass  # said again from tomllib's reading below, so the message shows tomllib's values
     return _settings(_parse_toml(config_path, text), config_path, environ, flags)
 
@@ -300,6 +360,8 @@ def _settings(doc: dict[str, Any], config_path: Path | None, environ: Mapping[st
             values[attr] = value
 
     checks_table = doc.get("checks", {})
+    if isinstance(checks_table, _CheckChunks):
+        return Settings(**values, checks=checks_table.parse(values.get("timezone", "UTC")), config_path=config_path)
     if not isinstance(checks_table, dict):
         raise ConfigError("checks", checks_table, "expected [checks.<slug>] tables")
     default_tz = values.get("timezone", "UTC")

@@ -418,3 +418,40 @@ def test_a_short_token_or_a_bare_string_is_refused_at_start(tmp_path: Path, env:
         load_settings(path, env, {})
     assert ("HEARTWATCH_API_TOKEN" if env else "api.tokens") in str(info.value)
     assert "horse" not in str(info.value) and "short" not in str(info.value)
+
+
+def _many_checks(n: int) -> str:
+    return "".join(f'[checks.job-{i:05d}]\nschedule = "{i % 60} * * * *"\ntags = ["t{i % 7}"]\n\n' for i in range(n))
+
+
+def test_a_large_file_read_in_chunks_gives_what_tomllib_reads(tmp_path: Path) -> None:
+    import tomllib
+
+    from heartwatch import config
+    from heartwatch.core.settings import parse_check
+
+    text = '[server]\ntimezone = "Europe/Berlin"\n\n' + _many_checks(2500)
+    assert config._check_chunks(text) is not None  # this file is read in chunks
+    settings = load(tmp_path, text)
+    whole = tomllib.loads(text)["checks"]
+    assert list(settings.checks) == list(whole)
+    assert settings.checks == {slug: parse_check(slug, table, "Europe/Berlin") for slug, table in whole.items()}
+
+
+@pytest.mark.parametrize("tail, expected", [
+    ('[checks.job-00000]\nschedule = "@daily"\n', ["checks", "not valid TOML"]),  # defined twice, chunks apart
+    ('[checks.job-02600]\nschedule = "99 * * * *"\n', ["checks.job-02600.schedule", "99 * * * *"]),
+])
+def test_a_large_file_read_in_chunks_is_refused_as_tomllib_says(tmp_path: Path, tail: str,
+                                                               expected: list[str]) -> None:
+    message = str(config_error(tmp_path, _many_checks(2500) + tail))
+    assert all(part in message for part in expected), message
+
+
+def test_a_large_file_with_a_section_after_the_checks_is_read_whole(tmp_path: Path) -> None:
+    from heartwatch import config
+
+    text = _many_checks(2500) + '[alerts]\nremind_every = "2h"\n'
+    assert config._check_chunks(text) is None
+    settings = load(tmp_path, text)
+    assert len(settings.checks) == 2500 and settings.remind_every == timedelta(hours=2)

@@ -14,7 +14,19 @@ from typing import Any
 import pytest
 from support.db import query
 
-from heartwatch.core.model import Check, CheckSpec, Ping, PingKind, RunState, StepSpec
+from heartwatch.core.model import (
+    Check,
+    CheckSpec,
+    Ping,
+    PingKind,
+    RunFlag,
+    RunState,
+    Since,
+    StepMark,
+    StepSpec,
+    Trouble,
+    Watch,
+)
 from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import MAX_OPEN_RUNS
 from heartwatch.store import codec
@@ -396,3 +408,39 @@ def test_a_spec_is_stored_as_json_dumps_writes_it_and_read_back_equal(spec: Chec
         separators=(",", ":"))
     assert codec.spec_to_json(spec) == expected
     assert codec.spec_from_json(spec.slug, expected) == spec
+
+
+_AT = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("marks", [
+    [],
+    [StepMark("dump", _AT)],
+    [StepMark("dump", _AT), StepMark('up:lo"ad\\ü', _AT + timedelta(seconds=1.5),
+                                    (RunFlag.OUT_OF_ORDER, RunFlag.UNDECLARED_STEP))],
+])
+def test_steps_are_stored_as_json_dumps_writes_them_and_read_back_equal(marks: list[StepMark]) -> None:
+    expected = json.dumps([{"name": m.name, "at": m.at.timestamp(), "flags": list(m.flags)} for m in marks],
+                          separators=(",", ":"))
+    assert codec.steps_to_json(marks) == expected
+    assert codec.steps_from_json(expected) == marks
+
+
+@pytest.mark.parametrize("watch", [
+    Watch(good_streak=3, since=Since(good=3)),
+    Watch(expected_at=_AT, down_since=_AT, bad_streak=2, trouble=Trouble("failed", 3, 'up"load'),
+          told=Trouble("timed_out", None, None), recent=(_AT, _AT + timedelta(minutes=1.25)),
+          since=Since(bad=1, missed=4, good=0, late=2, held=5, last=Trouble("missed"), last_at=_AT)),
+    Watch(released_at=_AT, parent_run=42, parent_failed=True),
+])
+def test_a_watch_memory_is_stored_as_json_dumps_writes_it_and_read_back_equal(watch: Watch) -> None:
+    s = watch.since
+    key = lambda t: t.key if t else None  # noqa: E731
+    expected = json.dumps({"g": watch.good_streak, "t": key(watch.trouble), "o": key(watch.told), "s": {
+        "bad": s.bad, "missed": s.missed, "good": s.good, "late": s.late, "held": s.held, "last": key(s.last),
+        "last_at": s.last_at.timestamp() if s.last_at else None}, "r": [t.timestamp() for t in watch.recent],
+        "u": watch.released_at.timestamp() if watch.released_at else None, "pr": watch.parent_run,
+        "pf": watch.parent_failed or None}, separators=(",", ":"))
+    values = codec.watch_values(watch)
+    assert values[-1] == expected
+    assert codec.watch_from_row(values) == watch

@@ -143,8 +143,14 @@ def _fresh_expectation(cron: str | None, period: timedelta | None, timezone: str
 def _previous_slot(spec: CheckSpec, expected: datetime) -> datetime | None:
     if spec.schedule is None:
         return None
-    zone = ZoneInfo(spec.timezone)
-    prev: datetime = croniter(spec.schedule, expected.astimezone(zone)).get_prev(datetime)
+    return _previous_cron(spec.schedule, spec.timezone, expected)
+
+
+@functools.lru_cache(maxsize=8192)
+def _previous_cron(cron: str, timezone: str, expected: datetime) -> datetime:
+    # Remembered: every start of a cron check asks it about the same pending expectation until that moves, and
+    # a croniter step was a sixth of a ping's CPU (bench/pings.py, py-spy).
+    prev: datetime = croniter(cron, expected.astimezone(ZoneInfo(timezone))).get_prev(datetime)
     return prev.astimezone(UTC)
 
 

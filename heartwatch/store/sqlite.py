@@ -28,12 +28,12 @@ from heartwatch.core.runs import Applied, apply_ping, make_room
 from heartwatch.core.settings import Synchronous
 from heartwatch.store import codec, compat, outbox, retention
 from heartwatch.store.base import LeaderLock, Reads, SoleLeader
-from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS
+from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS, to_ts
 from heartwatch.store.migrations import MIGRATIONS, migrate
 from heartwatch.store.outbox import AlertPolicy, Attempt, DueDelivery
 from heartwatch.store.reads import ReadOnlyStore, SqliteReads
 from heartwatch.store.watches import WatchBook
-from heartwatch.store.writer import Writer
+from heartwatch.store.writer import SYNC_CACHE_KB, Writer, settle_cache
 
 log = logging.getLogger("heartwatch.store.sqlite")
 K = TypeVar("K")
@@ -264,7 +264,17 @@ class Store(SqliteReads):
 
     def save_run(self, conn: sqlite3.Connection, run: Run) -> None:
         """Write a run and keep the open-run index in step. Writer thread only."""
-        save_run(conn, run)
+        stored = self._open.get(run.check_id, {}).get(run.id) if run.id is not None else None
+        if stored is not None and _same_indexed(stored, run):
+            # A step on an open run: only what a step changes, so SQLite leaves the three indexes of runs alone
+            # (the full UPDATE rewrites their entries: 6.0 against 2.4 us per statement, batches of 8).
+            last = run.last_step
+            conn.execute("UPDATE runs SET steps = ?, flags = ?, last_step = ?, last_step_at = ?, deadline = ?"
+                         " WHERE id = ?", (codec.steps_to_json(run.steps), codec.flags_to_json(run.flags),
+                                           last.name if last else None, to_ts(last.at) if last else None,
+                                           to_ts(run.deadline), run.id))
+        else:
+            save_run(conn, run)
         assert run.id is not None
         _forget(self._open, run.check_id, run.id)
         _forget(self._open_by_rid, (run.check_id, run.rid), run.id)
@@ -349,6 +359,7 @@ class Store(SqliteReads):
         """Upsert the config file's checks by slug; archive config checks the file no longer has."""
 
         def op(conn: sqlite3.Connection) -> SyncReport:
+            conn.execute(f"PRAGMA cache_size=-{SYNC_CACHE_KB}")  # a first start or a reload may write 100,000 checks
             self._known_specs = specs  # for a reload after a rollback
             report = SyncReport()
             changed: list[tuple[Check, CheckSpec]] = []
@@ -374,7 +385,9 @@ class Store(SqliteReads):
                     report.archived.append(check.slug)
             return report
 
-        return await self.writer.submit(op, long=True)  # a first start or a reload may hold thousands of checks
+        report = await self.writer.submit(op, long=True)  # a first start or a reload may hold thousands of checks
+        await self.writer.submit(settle_cache)
+        return report
 
     async def set_paused(self, slug: str, paused: bool, now: datetime) -> Check | None:
         """Pause or resume a check; None if there is no such check."""
@@ -457,13 +470,14 @@ class Store(SqliteReads):
             if applied.opened is not None:  # at most MAX_OPEN_RUNS per check: the oldest is closed
                 open_runs = self._open.get(check.id, {})
                 make_room(applied, len(open_runs), next(iter(open_runs.values()), None), ping)
+            moved = self.book.place_deadlines(check, applied.changed)
             for run in applied.changed:
                 self.save_run(conn, run)
             self._insert_event(conn, check.id, applied.run, ping, ignored=applied.ignored)
             # 2. what that means for alerts (pure: watching.after_ping), written to the outbox and the watch
             book = self.book
             before, book.earliest_written = book.alerts_written, None
-            book.on_ping(conn, check, ping, applied)
+            book.on_ping(conn, check, ping, applied, moved)
             return PingResult(outcome, check, applied, book.alerts_written - before, book.earliest_written)
 
         return await self.writer.submit(op)
@@ -720,6 +734,12 @@ def _forget(index: dict[K, dict[int, Run]], key: K, run_id: int) -> None:
         runs.pop(run_id, None)
         if not runs:
             del index[key]
+
+
+def _same_indexed(a: Run, b: Run) -> bool:
+    """Do two versions of a run agree on every column but those a step changes (steps, flags, deadline)?"""
+    return (a.state is b.state and a.ended_at == b.ended_at and a.started_at == b.started_at and a.rid == b.rid
+            and a.exit_code == b.exit_code and a.missed == b.missed and a.check_id == b.check_id)
 
 
 def save_run(conn: sqlite3.Connection, run: Run) -> None:
