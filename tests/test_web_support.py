@@ -71,8 +71,16 @@ class Web:
         return BeautifulSoup((await self.get(path, status)).text, "html.parser")
 
     async def sql(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        """Write what another part of heartwatch (the scheduler, the write API) would have written."""
-        await self.hub.store.writer.call(lambda conn: conn.execute(sql, params))
+        """Write what another part of heartwatch (the scheduler, the write API) would have written, then have the
+        store read its in-memory state again (check index, status index), as after a rollback: the row changed
+        behind the writer's back."""
+        store = self.hub.store
+
+        def op(conn: Any) -> None:
+            conn.execute(sql, params)
+            store._load_state(conn)
+
+        await store.writer.call(op)
 
     async def set_watch(self, slug: str, watch: Watch) -> None:
         check = await self.hub.store.check(slug)

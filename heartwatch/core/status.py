@@ -6,6 +6,10 @@ from datetime import datetime
 
 from heartwatch.core.model import BAD_STATES, Check, CheckStatus, Run, RunState, Watch
 
+#: The overview's order: what needs attention first.
+SEVERITY = {CheckStatus.DOWN: 0, CheckStatus.LATE: 1, CheckStatus.RUNNING: 2, CheckStatus.NEW: 3,
+            CheckStatus.UP: 4, CheckStatus.PAUSED: 5}
+
 
 def check_status(check: Check, last_run: Run | None, now: datetime, watch: Watch | None = None) -> CheckStatus:
     """`watch`: the scheduler's expectation (next expected start and start + grace), when there is one.
@@ -34,3 +38,8 @@ def status_of_parts(paused: bool, last_state: RunState | None, now: datetime, ex
     if last_state is None:
         return CheckStatus.NEW
     return CheckStatus.UP
+
+
+def matches(query: str, slug: str, name: str, tags: tuple[str, ...]) -> bool:
+    """The overview's search box: `query` (lower case) is part of the check's slug, display name or one of its tags."""
+    return query in slug or query in name.lower() or any(query in t.lower() for t in tags)

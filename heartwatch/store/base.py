@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from heartwatch.core.model import Check, Run, RunState, Watch
+from heartwatch.core.model import Check, CheckStatus, Run, RunState, Watch
 from heartwatch.store.uptime import WINDOWS, Uptime
 
 
@@ -64,6 +64,19 @@ class StatusLines:
     due: dict[int, tuple[datetime | None, datetime | None]]  # check id -> (expected_at, start_deadline)
     #: Checks the watch holds down though the newest run is good (recover_after not reached yet): few.
     down: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPage:
+    """One page of the overview's order (severity, then name), and what the page says about every check."""
+
+    counts: dict[CheckStatus, int]  # every status, over all live checks, before any filter
+    total: int  # live checks
+    matched: int  # checks the filter kept, on every page
+    page: int  # the page shown (the one asked for, brought inside 1..pages)
+    pages: int
+    rows: list[tuple[CheckStatus, int]]  # (status, check id) of the page's checks, in order
+    tags: list[str]  # every tag of a live check, sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +205,13 @@ class Reads(Protocol):
 
     async def status_lines(self, now: datetime) -> StatusLines:
         """What the overview needs of every live check, read in one statement."""
+        ...
+
+    async def status_page(self, now: datetime, wanted: CheckStatus | None, page: int, per_page: int,
+                          tag: str | None = None, query: str = "", slugs: frozenset[str] | None = None
+                          ) -> StatusPage:
+        """One page of the overview: the checks in `wanted` status (or all), with `tag`, matching the search
+        `query` (lower case), among `slugs`, in severity then name order; with every status's count."""
         ...
 
     async def metrics_rows(self) -> MetricsRows: ...

@@ -150,6 +150,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         -- Uptime Kuma's `ping` (milliseconds), kept with the event it came with.
         ALTER TABLE events ADD COLUMN ping_ms REAL;
     """),
+    (11, "watches by expected start", """
+        -- The overview keeps every check's status in memory (store/status_index.py) but lateness, which comes
+        -- with the clock: the few checks whose expected start has passed are found here, not by a scan.
+        CREATE INDEX watches_by_expected ON watches (expected_at);
+    """),
 ]
 
 

@@ -21,10 +21,19 @@ from typing import Any
 import aiosqlite
 
 from heartwatch.core import dependencies
-from heartwatch.core.model import Check, Run, RunState, Watch
+from heartwatch.core.model import Check, CheckStatus, Run, RunState, Watch
 from heartwatch.store import codec, uptime
-from heartwatch.store.base import AlertRecord, CheckSnapshot, MetricsRows, StatusLines, StripRun, UnreadableDatabase
+from heartwatch.store.base import (
+    AlertRecord,
+    CheckSnapshot,
+    MetricsRows,
+    StatusLines,
+    StatusPage,
+    StripRun,
+    UnreadableDatabase,
+)
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS, WATCH_COLUMNS, from_ts
+from heartwatch.store.status_index import Filter, page_of_lines
 from heartwatch.store.uptime import Uptime
 
 _STATES = {s.value: s for s in RunState}
@@ -232,6 +241,19 @@ class SqliteReads:
             lines.append((cid, name or slug, tags, bool(paused), states[state] if state else None, slug))
         down = frozenset(r[0] for r in await self._all("SELECT check_id FROM watches WHERE down_since IS NOT NULL"))
         return StatusLines(lines, due, down)
+
+    async def status_page(self, now: datetime, wanted: CheckStatus | None, page: int, per_page: int,
+                          tag: str | None = None, query: str = "", slugs: frozenset[str] | None = None
+                          ) -> StatusPage:
+        # Without a writer there is no status index (store/status_index.py): every check's line, as before it.
+        return page_of_lines(await self.status_lines(now), now, wanted, page, per_page, Filter(tag, query, slugs))
+
+    async def late_checks(self, now: datetime) -> list[int]:
+        """Checks whose expected start is overdue, still inside its grace: few, found by watches_by_expected."""
+        ts = now.timestamp()
+        rows = await self._all("SELECT check_id FROM watches WHERE expected_at <= ?"
+                               " AND (start_deadline IS NULL OR start_deadline > ?)", (ts, ts))
+        return [r[0] for r in rows]
 
     async def metrics_rows(self) -> MetricsRows:
         # The newest run that ended, missed ones aside: a missed run never ran, so it has no duration.

@@ -22,16 +22,17 @@ from typing import TypeVar
 import aiosqlite
 
 from heartwatch.core import dependencies
-from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, Run
+from heartwatch.core.model import Check, CheckSource, CheckSpec, CheckStatus, Ping, Run
 from heartwatch.core.pings import PingRequest
 from heartwatch.core.runs import Applied, apply_ping, make_room
 from heartwatch.core.settings import Synchronous
 from heartwatch.store import codec, compat, outbox, retention
-from heartwatch.store.base import LeaderLock, Reads, SoleLeader
+from heartwatch.store.base import LeaderLock, Reads, SoleLeader, StatusPage
 from heartwatch.store.codec import CHECK_COLUMNS, RUN_COLUMNS, to_ts
 from heartwatch.store.migrations import MIGRATIONS, migrate
 from heartwatch.store.outbox import AlertPolicy, Attempt, DueDelivery
 from heartwatch.store.reads import ReadOnlyStore, SqliteReads
+from heartwatch.store.status_index import Filter, StatusIndex
 from heartwatch.store.watches import WatchBook
 from heartwatch.store.writer import SYNC_CACHE_KB, Writer, settle_cache
 
@@ -102,9 +103,11 @@ class Store(SqliteReads):
         # kept here instead of read and decoded each time; a ping finds its run by rid, never by a scan.
         self._open: dict[int, dict[int, Run]] = {}
         self._open_by_rid: dict[tuple[int, str | None], dict[int, Run]] = {}
+        # Every live check's status in the overview's order, kept at each change (store/status_index.py).
+        self.status_index = StatusIndex()
         # Each check's watch and the alert decisions' writes, on the writer thread (store/watches.py).
         self.book = WatchBook(self.open_runs, self.save_run, policy or AlertPolicy(),
-                              lambda slug: self._by_slug.get(slug), self.children_of)
+                              lambda slug: self._by_slug.get(slug), self.children_of, self.status_index.put_down)
         self._ping_key = ""
         # Specs the stored checks are expected to have (the config's): a stored check whose text matches one
         # shares that object instead of decoding its JSON, which is most of a restart with 100,000 checks.
@@ -247,6 +250,36 @@ class Store(SqliteReads):
         for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL ORDER BY id"):
             self._keep_open(codec.run_from_row(row))
         self.book.forget()
+        self.status_index.forget()
+
+    def _build_status_index(self, conn: sqlite3.Connection) -> None:
+        """The status index from the database, on the writer (so no change slips between the read and the index):
+        each check's newest run (two seeks in the runs_by_check index) and the watches holding a check down."""
+        if self.status_index.built:
+            return
+        newest = conn.execute(
+            "SELECT id, (SELECT id FROM runs r WHERE r.check_id = c.id ORDER BY r.id DESC LIMIT 1),"
+            " (SELECT state FROM runs r WHERE r.check_id = c.id ORDER BY r.id DESC LIMIT 1) FROM checks c")
+        down = conn.execute("SELECT check_id FROM watches WHERE down_since IS NOT NULL")
+        self.status_index.build(list(self._by_id.values()), [r for r in newest if r[1] is not None],
+                                [r[0] for r in down])
+
+    async def status_page(self, now: datetime, wanted: CheckStatus | None, page: int, per_page: int,
+                          tag: str | None = None, query: str = "", slugs: frozenset[str] | None = None
+                          ) -> StatusPage:
+        """From the status index: the counts are lengths, the page a slice; only the late checks are read (and,
+        with a tag or a search, every check of the statuses shown is looked at, in memory)."""
+        if not self.status_index.built:
+            await self.writer.submit(self._build_status_index, long=True)
+        late = await self.late_checks(now)
+        keep = Filter(tag, query, slugs)
+        by_id = self._by_id
+
+        def keeps(cid: int) -> bool:
+            check = by_id.get(cid)
+            return check is not None and keep.keeps(check.slug, check.spec.display_name, check.spec.tags)
+
+        return self.status_index.page(late, wanted, page, per_page, keeps if keep else None)
 
     def open_runs(self, check_id: int) -> list[Run]:
         """A check's open runs (running, or timed out awaiting a late finish), oldest first. Writer thread only."""
@@ -280,6 +313,7 @@ class Store(SqliteReads):
         _forget(self._open_by_rid, (run.check_id, run.rid), run.id)
         if run.ended_at is None:
             self._keep_open(run)
+        self.status_index.put_run(run.check_id, run.id, run.state)
 
     def _link(self, check: Check, on: bool = True) -> None:
         for _, parent in dependencies.edges(check.spec):
@@ -339,6 +373,8 @@ class Store(SqliteReads):
         return checks
 
     def _changed(self, conn: sqlite3.Connection, checks: list[Check], now: datetime, expect: bool = True) -> None:
+        for check in checks:
+            self.status_index.put_check(check)
         self.book.on_checks_changed(conn, checks, now, expect)
 
     def check_by_id(self, check_id: int) -> Check | None:

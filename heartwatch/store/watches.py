@@ -52,8 +52,10 @@ _SAVE_WATCH = (f"INSERT INTO watches (check_id, {', '.join(_COLUMNS)}) VALUES ({
 class WatchBook:
     def __init__(self, open_runs: Callable[[int], list[Run]], save_run: Callable[[sqlite3.Connection, Run], None],
                  policy: AlertPolicy, check_by_slug: Callable[[str], Check | None] = lambda _: None,
-                 children_of: Callable[[str], list[Check]] = lambda _: []) -> None:
+                 children_of: Callable[[str], list[Check]] = lambda _: [],
+                 on_down: Callable[[int, bool], None] = lambda _, __: None) -> None:
         self._open_runs, self._save_run = open_runs, save_run
+        self._on_down = on_down  # told whether each watch written holds its check down (the status index)
         self._check_by_slug, self._children_of = check_by_slug, children_of
         self.policy = policy
         self._watches: dict[int, tuple[Watch, float | None] | None] = {}
@@ -162,6 +164,7 @@ class WatchBook:
         if self._watches.get(check.id) == (watch, deadline):
             return None  # most pings move nothing: skip the write
         self._watches[check.id] = (watch, deadline)
+        self._on_down(check.id, watch.down_since is not None)
         return self._new_row(check.id, watch, deadline)
 
     def _new_row(self, check_id: int, watch: Watch, deadline: float | None) -> tuple[Any, ...]:

@@ -3,10 +3,8 @@ the overview's counts, order and pages, a run's chain, where a run stopped, the 
 
 from __future__ import annotations
 
-import gc
 import secrets
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -16,19 +14,15 @@ from urllib.parse import urlencode
 from heartwatch.core import dependencies
 from heartwatch.core.model import BAD_STATES, Check, CheckStatus, Run, RunFlag, RunState, Watch
 from heartwatch.core.schedule import next_expected_start
-from heartwatch.core.status import check_status, status_of_parts
+from heartwatch.core.status import check_status
 from heartwatch.store.base import CheckSnapshot, Reads, StripRun
 from heartwatch.store.codec import from_ts
 
 #: Runs drawn in the overview's strip per check.
 STRIP_RUNS = 30
-#: Checks per page of the overview. Every check's status is worked out (for the counts and the order), but
-#: only one page is drawn, and only its strips are read. 50 rows with their strips of 30 runs are 1,500
-#: cells, about 330 KB of HTML: drawing them costs about as much as reading 10,000 checks' statuses.
+#: Checks per page of the overview: only one page is drawn, and only its strips are read. 50 rows with their
+#: strips of 30 runs are 1,500 cells, about 330 KB of HTML.
 PAGE_SIZE = 50
-#: Overview order: what needs attention first.
-SEVERITY = {CheckStatus.DOWN: 0, CheckStatus.LATE: 1, CheckStatus.RUNNING: 2, CheckStatus.NEW: 3,
-            CheckStatus.UP: 4, CheckStatus.PAUSED: 5}
 #: Counted at the top of the overview, in this order.
 COUNTED = (CheckStatus.UP, CheckStatus.RUNNING, CheckStatus.LATE, CheckStatus.DOWN, CheckStatus.PAUSED,
            CheckStatus.NEW)
@@ -137,123 +131,34 @@ def status_of(check: Check, last_run: Run | None, watch: Watch | None, now: date
     return check_status(check, last_run, now, watch)
 
 
-#: What the overview keeps of every check to count, filter, search and order it: (display name, id, tags, slug).
-#: A plain tuple: there is one per check on every request.
-_Line = tuple[str, int, tuple[str, ...], str]
-
-
-@dataclass
-class _Lines:
-    by_status: dict[CheckStatus, list[_Line]]  # in table order; every status has a list
-    tags: set[str]  # every tag of every check
-
-    def __len__(self) -> int:
-        return sum(len(group) for group in self.by_status.values())
-
-
-async def _lines(store: Reads, now: datetime) -> _Lines:
-    # Specs, runs and strips are decoded only for the checks on the page; here only each check's status line.
-    read = await store.status_lines(now)
-    due, down = read.due, read.down
-    by_status: dict[CheckStatus, list[_Line]] = {s: [] for s in SEVERITY}
-    tags_seen: set[tuple[str, ...]] = set()
-    # Without a due expectation a check's status depends only on (paused, newest run's state): each
-    # combination is worked out once, and its lines are appended to straight away.
-    undue: dict[tuple[bool, RunState | None], list[_Line]] = {}
-    for cid, name, tags, paused, state, slug in read.lines:
-        if tags:
-            tags_seen.add(tags)
-        if cid in due or cid in down:
-            expected_at, deadline = due.get(cid, (None, None))
-            by_status[status_of_parts(paused, state, now, expected_at, deadline, down=cid in down)].append(
-                (name, cid, tags, slug))
-            continue
-        group = undue.get((paused, state))
-        if group is None:
-            group = undue[paused, state] = by_status[status_of_parts(paused, state, now, None, None)]
-        group.append((name, cid, tags, slug))
-    return _Lines(by_status, {t for tags in tags_seen for t in tags})
-
-
-def _sort_key(line: _Line) -> str:
-    return line[0].lower()
-
-
-def _ordered_page(groups: list[tuple[CheckStatus, list[_Line]]], start: int, stop: int
-                  ) -> list[tuple[CheckStatus, _Line]]:
-    """Lines `start` to `stop` of the groups (given in severity order) each sorted by name, without sorting
-    what lies outside: a group is sorted only when the page reaches into it."""
-    out: list[tuple[CheckStatus, _Line]] = []
-    offset = 0
-    for status, group in groups:
-        if offset + len(group) > start and offset < stop:
-            out += [(status, x) for x in sorted(group, key=_sort_key)[max(0, start - offset):stop - offset]]
-        offset += len(group)
-    return out
-
-
-@contextmanager
-def _cycle_collector_paused() -> Iterator[None]:
-    """Hold off Python's cycle collector while the overview reads every check's line. That makes two short-lived
-    tuples per check (its row and its line), and would start a collection every 700 of them, now and then a full
-    one that walks every object of the process: 15% of the page's time at 10,000 checks, more at 100,000.
-    Nothing here makes cycles; whatever other tasks make meanwhile is collected once it is back on."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 async def overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int = 1,
                    query: str = "", pipeline: str | None = None) -> Overview:
-    # Paused until the lines are gone again, so the collector, back on, finds nothing of them to walk.
-    with _cycle_collector_paused():
-        return await _overview(store, now, tag, status, page, query.strip(), pipeline or None)
-
-
-def matches(line: _Line, query: str) -> bool:
-    """The search box: `query` (lower case) is part of the check's slug, display name or one of its tags."""
-    return query in line[3] or query in line[0].lower() or any(query in t.lower() for t in line[2])
-
-
-async def _overview(store: Reads, now: datetime, tag: str | None, status: str | None, page: int,
-                    query: str, pipeline: str | None = None) -> Overview:
-    lines = await _lines(store, now)
-    counts = {s: len(lines.by_status[s]) for s in COUNTED}
+    """The overview's counts and one page of its rows. The store keeps every check's status in order
+    (store/status_index.py), so the counts and the page cost what the page holds, not what the checks number;
+    a tag, a search or a pipeline looks at every check of the statuses shown, in memory."""
+    query, tag, pipeline = query.strip(), tag or None, pipeline or None
     # An unknown status in the URL (a typo, an old bookmark) shows everything rather than an error.
     wanted = next((s for s in CheckStatus if s.value == status), None)
-    tag = tag or None
-    groups = [(s, lines.by_status[s]) for s in sorted(SEVERITY, key=SEVERITY.__getitem__) if wanted in (None, s)]
-    if tag is not None:
-        groups = [(s, [x for x in group if tag in x[2]]) for s, group in groups]
-    if query:
-        lowered = query.lower()
-        groups = [(s, [x for x in group if matches(x, lowered)]) for s, group in groups]
-    if pipeline is not None:
-        linked = await store.relatives(pipeline)
-        groups = [(s, [x for x in group if x[3] in linked]) for s, group in groups]
-    matched = sum(len(group) for _, group in groups)
-    pages = max(1, -(-matched // PAGE_SIZE))
-    page = min(max(1, page), pages)
-    on_page = _ordered_page(groups, (page - 1) * PAGE_SIZE, page * PAGE_SIZE)
-    ids = [x[1] for _, x in on_page]
+    slugs = frozenset(await store.relatives(pipeline)) if pipeline is not None else None
+    found = await store.status_page(now, wanted, page, PAGE_SIZE, tag, query.lower(), slugs)
+    ids = [cid for _, cid in found.rows]
     checks = await store.checks_by_id(ids)
     watches = await store.watches_of(ids)
     recent = await store.recent_runs(ids, STRIP_RUNS)
     parents = await store.snapshots_of([p for c in checks.values() for p in c.spec.depends_on])
     rows = []
-    for line_status, (_, cid, _, _) in on_page:
-        check, watch = checks[cid], watches.get(cid)
+    for line_status, cid in found.rows:
+        check = checks.get(cid)
+        if check is None:
+            continue  # created by a write the read connection does not see yet
+        watch = watches.get(cid)
         last, strip = recent.get(cid, (None, []))
         note = (status_note(CheckSnapshot(check, last, watch), parents, now)
                 if check.spec.depends_on or check.spec.after else None)
         rows.append(CheckRow(check, line_status, last, strip, expected_start(check, watch, last, now), note))
-    return Overview(rows, counts, len(lines), sorted(lines.tags), tag, wanted, query=query, matched=matched,
-                    page=page, pages=pages, pipeline=pipeline)
+    counts = {s: found.counts[s] for s in COUNTED}
+    return Overview(rows, counts, found.total, found.tags, tag, wanted, query=query, matched=found.matched,
+                    page=found.page, pages=found.pages, pipeline=pipeline)
 
 
 @dataclass
