@@ -89,6 +89,14 @@ class PgWriter(Writer):
         conn.execute(f"SET synchronous_commit = {'on' if self._durable else 'off'}")
         return cast(sqlite3.Connection, conn)
 
+    @staticmethod
+    def grow_cache(conn: sqlite3.Connection) -> None:
+        """PostgreSQL sizes its own buffers: nothing to do around a large write."""
+
+    @staticmethod
+    def settle_cache(conn: sqlite3.Connection) -> None:
+        """PostgreSQL sizes its own buffers: nothing to do around a large write."""
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._conn = await loop.run_in_executor(self._executor, self._connect)

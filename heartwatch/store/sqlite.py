@@ -34,7 +34,7 @@ from heartwatch.store.outbox import AlertPolicy, Attempt, DueDelivery
 from heartwatch.store.reads import ReadOnlyStore, SqliteReads
 from heartwatch.store.status_index import Filter, StatusIndex
 from heartwatch.store.watches import WatchBook
-from heartwatch.store.writer import SYNC_CACHE_KB, Writer, settle_cache
+from heartwatch.store.writer import Writer
 
 log = logging.getLogger("heartwatch.store.sqlite")
 K = TypeVar("K")
@@ -395,7 +395,7 @@ class Store(SqliteReads):
         """Upsert the config file's checks by slug; archive config checks the file no longer has."""
 
         def op(conn: sqlite3.Connection) -> SyncReport:
-            conn.execute(f"PRAGMA cache_size=-{SYNC_CACHE_KB}")  # a first start or a reload may write 100,000 checks
+            self.writer.grow_cache(conn)
             self._known_specs = specs  # for a reload after a rollback
             report = SyncReport()
             changed: list[tuple[Check, CheckSpec]] = []
@@ -422,7 +422,7 @@ class Store(SqliteReads):
             return report
 
         report = await self.writer.submit(op, long=True)  # a first start or a reload may hold thousands of checks
-        await self.writer.submit(settle_cache)
+        await self.writer.submit(self.writer.settle_cache)
         return report
 
     async def set_paused(self, slug: str, paused: bool, now: datetime) -> Check | None:

@@ -56,12 +56,6 @@ SYNC_CACHE_KB = 65536
 SETTLED_CACHE_KB = 8192
 
 
-def settle_cache(conn: sqlite3.Connection) -> None:
-    """After a large write: back to the everyday cache size, and give the pages beyond it back."""
-    conn.execute(f"PRAGMA cache_size=-{SETTLED_CACHE_KB}")
-    conn.execute("PRAGMA shrink_memory")
-
-
 def connect(path: Path, synchronous: Synchronous | str = Synchronous.NORMAL) -> sqlite3.Connection:
     """The writer's connection.
 
@@ -120,6 +114,17 @@ class Writer:
         assert self._conn is not None, "writer not started"
         conn = self._conn
         return await loop.run_in_executor(self._executor, op, conn)
+
+    @staticmethod
+    def grow_cache(conn: sqlite3.Connection) -> None:
+        """Before a large write (a first start or a reload may write 100,000 checks): the large page cache."""
+        conn.execute(f"PRAGMA cache_size=-{SYNC_CACHE_KB}")
+
+    @staticmethod
+    def settle_cache(conn: sqlite3.Connection) -> None:
+        """After a large write: back to the everyday cache size, and give the pages beyond it back."""
+        conn.execute(f"PRAGMA cache_size=-{SETTLED_CACHE_KB}")
+        conn.execute("PRAGMA shrink_memory")
 
     async def submit(self, op: Callable[[sqlite3.Connection], T], long: bool = False) -> T:
         """Run `op` in the next transaction; returns its result once that transaction is committed.
