@@ -194,3 +194,20 @@ def test_a_store_without_a_writer_pages_from_the_lines() -> None:
     assert page.tags == ["x", "y"]
     tagged = page_of_lines(lines, T0, None, 1, 50, Filter(tag="x"))
     assert tagged.rows == [(CheckStatus.LATE, 1), (CheckStatus.PAUSED, 3)] and tagged.counts == page.counts
+
+
+async def test_two_processes_on_postgresql_see_each_others_changes(db_location: Path | str) -> None:
+    if isinstance(db_location, Path):
+        pytest.skip("two processes share a database on PostgreSQL only")
+    first, second = new_store(db_location), new_store(db_location)
+    await first.open()
+    await second.open()
+    try:
+        await first.sync_config(specs(), T0)
+        await second.sync_config(specs(), T0)
+        assert (await agrees(first, T0))["backup"] is CheckStatus.NEW  # the first builds its index
+        await run(second, "backup", T0, PingKind.FAIL)  # the second writes
+        assert (await agrees(first, T0 + timedelta(minutes=5)))["backup"] is CheckStatus.DOWN
+    finally:
+        await second.close()
+        await first.close()

@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,9 +29,9 @@ import aiosqlite
 import psycopg
 
 from heartwatch.config import redact_db
-from heartwatch.core.model import CheckSpec
+from heartwatch.core.model import CheckSpec, CheckStatus
 from heartwatch.core.settings import Synchronous
-from heartwatch.store.base import LeaderLock, UnreadableDatabase
+from heartwatch.store.base import LeaderLock, StatusPage, UnreadableDatabase
 from heartwatch.store.dialect import KEEPALIVES, PgConnection, PgReader
 from heartwatch.store.migrations import MIGRATIONS, migrate
 from heartwatch.store.outbox import AlertPolicy
@@ -188,6 +189,21 @@ class PostgresStore(Store):
     async def change_version(self) -> int:
         [(version,)] = await self._all("SELECT version FROM writes")
         return int(version)
+
+    async def status_page(self, now: datetime, wanted: CheckStatus | None, page: int, per_page: int,
+                          tag: str | None = None, query: str = "", slugs: frozenset[str] | None = None
+                          ) -> StatusPage:
+        # The status index follows this process's writes; another process's are seen at this writer's next batch,
+        # which reads the in-memory state again. When the version row has moved past what this writer committed,
+        # an empty batch brings that about before the page is read (and the index is built again: O(checks)).
+        writer = cast(PgWriter, self.writer)
+        if await self.change_version() != writer.seen:
+            await writer.submit(_nothing)
+        return await super().status_page(now, wanted, page, per_page, tag, query, slugs)
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    """An empty write batch: it bumps the version row and, when another process wrote, reloads (see above)."""
 
 
 class PgReadOnlyStore(SqliteReads):
