@@ -38,6 +38,8 @@ LATE_FROM = (CheckStatus.UP, CheckStatus.NEW)
 _EPOCH = datetime.fromtimestamp(0, UTC)  # status_of_parts needs a `now`; without an expectation it is unused
 
 Item = tuple[str, int]  # (sort key, check id): the order of a status's checks
+_STATUSES = list(SEVERITY)
+_STATUS_CODE = {s: i + 1 for i, s in enumerate(_STATUSES)}
 
 
 def sort_key(check: Check) -> str:
@@ -55,9 +57,11 @@ class StatusIndex:
 
     def _clear(self) -> None:
         self._groups: dict[CheckStatus, SortedList] = {s: SortedList() for s in SEVERITY}
-        self._items: dict[int, Item] = {}  # live checks only
-        self._status: dict[int, CheckStatus] = {}
-        self._tags_of: dict[int, tuple[str, ...]] = {}
+        # By check id (ids are dense: checks are archived, never deleted), live checks only: lists and bytes
+        # rather than dicts, 17 bytes a check instead of ~150 (100,000 checks: 29 -> 16 MB in all).
+        self._items: list[Item | None] = []
+        self._status = bytearray()  # _STATUS_CODE (0: not in the overview)
+        self._tags_of: list[tuple[str, ...]] = []
         self._tags: Counter[str] = Counter()
         self._run_ids = array("q")  # by check id: its newest run's id (0: none)
         self._states = bytearray()  # by check id: its newest run's state, _CODE
@@ -90,7 +94,7 @@ class StatusIndex:
                     continue
                 status = self._base(check.id, check.paused)
                 item = (sort_key(check), check.id)
-                self._items[check.id], self._status[check.id] = item, status
+                self._set(check.id, item, status)
                 self._tags_of[check.id] = check.spec.tags
                 self._tags.update(check.spec.tags)
                 if check.paused:
@@ -105,23 +109,33 @@ class StatusIndex:
             self._run_ids.extend([0] * more)
             self._states.extend(bytes(more))
             self._down.extend(bytes(more))
+            self._items.extend([None] * more)
+            self._status.extend(bytes(more))
+            self._tags_of.extend([()] * more)
+
+    def _set(self, cid: int, item: Item | None, status: CheckStatus | None) -> None:
+        self._items[cid] = item
+        self._status[cid] = 0 if status is None else _STATUS_CODE[status]
+
+    def _status_of(self, cid: int) -> CheckStatus | None:
+        code = self._status[cid] if cid < len(self._status) else 0
+        return _STATUSES[code - 1] if code else None
 
     def _base(self, cid: int, paused: bool) -> CheckStatus:
         return status_of_parts(paused, _STATES[self._states[cid]], _EPOCH, None, None, down=self._down[cid] == 1)
 
     def _place(self, cid: int, item: Item | None, status: CheckStatus | None) -> None:
         """Move a check to `item` in `status`'s list (None: out of the overview)."""
-        old_item, old_status = self._items.get(cid), self._status.get(cid)
+        old_item, old_status = self._items[cid], self._status_of(cid)
         if old_item == item and old_status == status:
             return
         if old_item is not None and old_status is not None:
             self._groups[old_status].remove(old_item)
         if item is None or status is None:
-            self._items.pop(cid, None)
-            self._status.pop(cid, None)
+            self._set(cid, None, None)
         else:
             self._groups[status].add(item)
-            self._items[cid], self._status[cid] = item, status
+            self._set(cid, item, status)
 
     # --- what the writer tells it ----------------------------------------------------------------------------
 
@@ -132,7 +146,8 @@ class StatusIndex:
         with self.lock:
             cid = check.id
             self._grow(cid + 1)
-            self._tags.subtract(self._tags_of.pop(cid, ()))
+            self._tags.subtract(self._tags_of[cid])
+            self._tags_of[cid] = ()
             if check.archived:
                 self._paused.discard(cid)
                 self._place(cid, None, None)
@@ -167,7 +182,7 @@ class StatusIndex:
                 self._restatus(check_id)
 
     def _restatus(self, cid: int) -> None:
-        item = self._items.get(cid)
+        item = self._items[cid]
         if item is not None:
             self._place(cid, item, self._base(cid, cid in self._paused))
 
@@ -181,11 +196,16 @@ class StatusIndex:
         with self.lock:
             groups = self._groups
             # Overdue starts only matter to checks that are up or new; those move to `late`.
-            moved = {cid for cid in late if self._status.get(cid) in LATE_FROM}
-            late_items = sorted(self._items[cid] for cid in moved)
+            moved: dict[int, tuple[Item, CheckStatus]] = {}
+            for cid in late:
+                was = self._status_of(cid)
+                item = self._items[cid] if was in LATE_FROM else None
+                if item is not None and was is not None:
+                    moved[cid] = (item, was)
+            late_items = sorted(item for item, _ in moved.values())
             counts = {s: len(groups[s]) for s in SEVERITY}
-            for cid in moved:
-                counts[self._status[cid]] -= 1
+            for _, was in moved.values():
+                counts[was] -= 1
             counts[CheckStatus.LATE] = len(late_items)
             shown: list[tuple[CheckStatus, _Group]] = []
             for status in sorted(SEVERITY, key=SEVERITY.__getitem__):
@@ -194,7 +214,7 @@ class StatusIndex:
                 if status is CheckStatus.LATE:
                     group = _Group(late_items, set(), counts[status])
                 else:
-                    skip = {self._items[cid] for cid in moved if self._status[cid] is status}
+                    skip = {item for item, was in moved.values() if was is status}
                     group = _Group(groups[status], skip, counts[status])
                 if keep is not None:
                     group = group.filtered(keep)
@@ -272,7 +292,8 @@ def page_of_lines(read: StatusLines, now: datetime, wanted: CheckStatus | None, 
                     paused, state, now, due[0], due[1]) is CheckStatus.LATE:
                 late.append(cid)
             item = (name.lower(), cid)
-            index._items[cid], index._status[cid] = item, status
+            index._grow(cid + 1)
+            index._set(cid, item, status)
             index._tags.update(tags)
             names[cid] = (slug, name, tags)
             lists[status].append(item)
