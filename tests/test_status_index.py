@@ -183,6 +183,11 @@ def test_a_page_is_a_slice_of_the_order_with_late_checks_moved_ahead() -> None:
     # A filter looks at the checks of the statuses shown.
     found = index.page([], None, 1, 50, keep=lambda cid: cid % 10 == 0)
     assert found.matched == 20 and all(cid % 10 == 0 for _, cid in found.rows)
+    # Emptied (the writer reads its state again): no page until it is built again, never an empty one.
+    index.forget()
+    assert index.page([], None, 1, 50) is None
+    index.put_run(4, 3000, RunState.OK)  # ignored until built
+    assert not index.built
 
 
 def test_a_store_without_a_writer_pages_from_the_lines() -> None:

@@ -269,9 +269,6 @@ class Store(SqliteReads):
                           ) -> StatusPage:
         """From the status index: the counts are lengths, the page a slice; only the late checks are read (and,
         with a tag or a search, every check of the statuses shown is looked at, in memory)."""
-        if not self.status_index.built:
-            await self.writer.submit(self._build_status_index, long=True)
-        late = await self.late_checks(now)
         keep = Filter(tag, query, slugs)
         by_id = self._by_id
 
@@ -279,7 +276,15 @@ class Store(SqliteReads):
             check = by_id.get(cid)
             return check is not None and keep.keeps(check.slug, check.spec.display_name, check.spec.tags)
 
-        return self.status_index.page(late, wanted, page, per_page, keeps if keep else None)
+        for _ in range(3):  # emptied again meanwhile (a rollback, another process's write): build it again
+            if not self.status_index.built:
+                await self.writer.submit(self._build_status_index, long=True)
+            late = await self.late_checks(now)
+            found = self.status_index.page(late, wanted, page, per_page, keeps if keep else None)
+            if found is not None:
+                return found
+        # Emptied at every try (writes failing in a row): read every check's line, as a store without a writer does.
+        return await super().status_page(now, wanted, page, per_page, tag, query, slugs)
 
     def open_runs(self, check_id: int) -> list[Run]:
         """A check's open runs (running, or timed out awaiting a late finish), oldest first. Writer thread only."""

@@ -189,11 +189,14 @@ class StatusIndex:
     # --- what a page reads -----------------------------------------------------------------------------------
 
     def page(self, late: Iterable[int], wanted: CheckStatus | None, page: int, per_page: int,
-             keep: Callable[[int], bool] | None = None) -> StatusPage:
+             keep: Callable[[int], bool] | None = None) -> StatusPage | None:
         """One page of the overview's order (severity, then name), filtered by status and `keep` (a search, a
         tag: those read every check of the statuses shown), with every status's count over all checks.
-        `late`: the checks whose expected start is overdue but still inside its grace."""
+        `late`: the checks whose expected start is overdue but still inside its grace. None when the index was
+        emptied since the caller built it (the writer read its state again): build it and ask again."""
         with self.lock:
+            if not self.built:
+                return None
             groups = self._groups
             # Overdue starts only matter to checks that are up or new; those move to `late`.
             moved: dict[int, tuple[Item, CheckStatus]] = {}
@@ -299,5 +302,6 @@ def page_of_lines(read: StatusLines, now: datetime, wanted: CheckStatus | None, 
             lists[status].append(item)
         index._groups = {s: SortedList(items) for s, items in lists.items()}
         index.built = True
-    return index.page(late, wanted, page, per_page,
-                      (lambda cid: keep.keeps(*names[cid])) if keep else None)
+    found = index.page(late, wanted, page, per_page, (lambda cid: keep.keeps(*names[cid])) if keep else None)
+    assert found is not None  # built above, and nothing else holds this index
+    return found
