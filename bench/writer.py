@@ -1,6 +1,6 @@
 """CPU per ping of the store alone: `Store.record_ping` in-process, no HTTP, on bench/pings.py's config.
 
-    .venv/bin/python bench/writer.py [--pings 20000] [--batch 8] [--config realistic] [--repeat 5]
+    .venv/bin/python bench/writer.py [--pings 20000] [--batch 8] [--config realistic] [--repeat 5] [--overview]
 
 Pings go in groups of --batch at once (one group commit each, as at concurrency 16), cycling over the
 checks and their step chains like the load generator. The server's CPU per ping (bench/pings.py) is this
@@ -58,6 +58,8 @@ async def run(args: argparse.Namespace) -> list[float]:
                 pending.append(store.record_ping(req, ping))
             await asyncio.gather(*pending)
 
+    if args.overview:  # a status page was opened: the writer keeps the overview's status index from then on
+        await store.status_page(at, None, 1, 50)
     await send(args.pings // 4)  # warm up: open runs, watches cached
     results = []
     for _ in range(args.repeat):
@@ -75,9 +77,11 @@ def main() -> int:
     ap.add_argument("--checks", type=int, default=100)
     ap.add_argument("--config", choices=sorted(CONFIGS), default="realistic")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--overview", action="store_true", help="with the overview's status index built (and kept)")
     args = ap.parse_args()
     results = asyncio.run(run(args))
-    print(f"store CPU per ping ({args.config} config, batches of {args.batch}):"
+    print(f"store CPU per ping ({args.config} config, {args.checks} checks, batches of {args.batch},"
+          f" status index {'kept' if args.overview else 'not built'}):"
           f" median {statistics.median(results):.1f} us (runs: {', '.join(f'{r:.1f}' for r in results)})")
     return 0
 

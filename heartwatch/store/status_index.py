@@ -159,12 +159,14 @@ class StatusIndex:
 
     def put_run(self, check_id: int, run_id: int, state: RunState) -> None:
         """A run written: the check's status follows it when it is the newest."""
-        if not self.built:
+        # Only the writer changes the index, so it reads it without the lock; most calls change nothing (a step,
+        # an older run) and return here.
+        if not self.built or (check_id < len(self._states) and (
+                run_id < self._run_ids[check_id]
+                or (run_id == self._run_ids[check_id] and self._states[check_id] == _CODE[state]))):
             return
         with self.lock:
             self._grow(check_id + 1)
-            if run_id < self._run_ids[check_id]:
-                return  # an older run (a late finish, another rid): the newest run decides
             self._run_ids[check_id] = run_id
             code = _CODE[state]
             if self._states[check_id] != code:
@@ -173,13 +175,12 @@ class StatusIndex:
 
     def put_down(self, check_id: int, down: bool) -> None:
         """A watch written: whether it holds the check down."""
-        if not self.built:
+        if not self.built or (check_id < len(self._down) and self._down[check_id] == down):
             return
         with self.lock:
             self._grow(check_id + 1)
-            if self._down[check_id] != down:
-                self._down[check_id] = int(down)
-                self._restatus(check_id)
+            self._down[check_id] = int(down)
+            self._restatus(check_id)
 
     def _restatus(self, cid: int) -> None:
         item = self._items[cid]
