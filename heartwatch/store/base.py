@@ -204,7 +204,8 @@ class Reads(Protocol):
         ...
 
     async def status_lines(self, now: datetime) -> StatusLines:
-        """What the overview needs of every live check, read in one statement."""
+        """What the overview needs of every live check, read in one statement (status_page's way on a store
+        without a writer, whose status index it would otherwise use)."""
         ...
 
     async def status_page(self, now: datetime, wanted: CheckStatus | None, page: int, per_page: int,
