@@ -9,12 +9,15 @@ the same kind. Without PostgreSQL installed the PostgreSQL half skips, saying wh
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support.postgres import Cluster, why_not
 from support.server import Server, running_server
+
+from heartwatch.store.choose import new_store
+from heartwatch.store.sqlite import Store
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +52,17 @@ def new_db(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Call
 @pytest.fixture
 def db_location(new_db: Callable[[], Path | str]) -> Path | str:
     return new_db()
+
+
+@pytest.fixture
+async def store(db_location: Path | str) -> AsyncIterator[Store]:
+    """An open store (SQLite or PostgreSQL, as `db_kind` says) on a fresh database, closed afterwards."""
+    s = new_store(db_location)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ resume, archive, a config reload, a rollback), on both stores; and its pages are
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,16 +20,6 @@ from heartwatch.store.status_index import Filter, StatusIndex, page_of_lines
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-async def store(db_location: Path | str) -> AsyncIterator[Store]:
-    s = new_store(db_location)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def specs(*extra: str, renamed: str = "") -> dict[str, CheckSpec]:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,16 +34,6 @@ from heartwatch.store.choose import new_store
 from heartwatch.store.sqlite import PRUNE_EVERY, PingOutcome, Store, new_uuids
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(db_location: Path | str) -> AsyncIterator[Store]:
-    s = new_store(db_location)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def add_check(store: Store, slug: str = "backup", **kw: object) -> Check:

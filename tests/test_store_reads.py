@@ -4,7 +4,6 @@ second implementation of the store must answer alike."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,21 +12,10 @@ import pytest
 from heartwatch.core.model import Check, CheckSource, CheckSpec, Ping, PingKind, RunState, Watch
 from heartwatch.core.pings import PingRequest
 from heartwatch.store.base import UnreadableDatabase
-from heartwatch.store.choose import new_store
 from heartwatch.store.reads import ReadOnlyStore
 from heartwatch.store.sqlite import Store
 
 T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(db_location: Path | str) -> AsyncIterator[Store]:
-    s = new_store(db_location)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def checks(store: Store, *slugs: str) -> list[Check]:
