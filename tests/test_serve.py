@@ -391,3 +391,11 @@ def test_no_warning_about_alert_targets_when_a_check_has_one(tmp_path: Path) -> 
     with running_server(tmp_path, config) as srv:
         wait_for(lambda: "listening on" in srv.log(), what="the start-up announcement")
         assert "no alert targets" not in srv.log()
+
+
+def test_a_sqlite_server_does_not_import_the_postgresql_driver() -> None:
+    # psycopg's import alone was 7 MB of every SQLite server's RSS, for errors a SQLite store never raises.
+    code = ("import sys; from pathlib import Path; from heartwatch import server;"
+            " print(server._driver_errors(Path('hw.db')), 'psycopg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["()", "False"]
