@@ -393,9 +393,11 @@ def test_no_warning_about_alert_targets_when_a_check_has_one(tmp_path: Path) -> 
         assert "no alert targets" not in srv.log()
 
 
-def test_a_sqlite_server_does_not_import_the_postgresql_driver() -> None:
-    # psycopg's import alone was 7 MB of every SQLite server's RSS, for errors a SQLite store never raises.
-    code = ("import sys; from pathlib import Path; from heartwatch import server;"
-            " print(server._driver_errors(Path('hw.db')), 'psycopg' in sys.modules)")
+def test_a_sqlite_server_without_a_heartbeat_loads_neither_psycopg_nor_httpx() -> None:
+    # Each was imported at every start for what only some servers use: psycopg (7 MB of RSS) for the errors of
+    # a PostgreSQL store, httpx (3 MB, with rich and pygments) for the heartbeat.
+    code = ("import sys; from pathlib import Path; import heartwatch.cli.main, heartwatch.web.app;"
+            " from heartwatch import server;"
+            " print(server._driver_errors(Path('hw.db')), *(m in sys.modules for m in ('psycopg', 'httpx')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["()", "False"]
+    assert out.split() == ["()", "False", "False"]
