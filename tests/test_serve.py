@@ -391,3 +391,13 @@ def test_no_warning_about_alert_targets_when_a_check_has_one(tmp_path: Path) -> 
     with running_server(tmp_path, config) as srv:
         wait_for(lambda: "listening on" in srv.log(), what="the start-up announcement")
         assert "no alert targets" not in srv.log()
+
+
+def test_a_sqlite_server_without_a_heartbeat_loads_neither_psycopg_nor_httpx() -> None:
+    # Each was imported at every start for what only some servers use: psycopg (7 MB of RSS) for the errors of
+    # a PostgreSQL store, httpx (3 MB, with rich and pygments) for the heartbeat.
+    code = ("import sys; from pathlib import Path; import heartwatch.cli.main, heartwatch.web.app;"
+            " from heartwatch import server;"
+            " print(server._driver_errors(Path('hw.db')), *(m in sys.modules for m in ('psycopg', 'httpx')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["()", "False", "False"]

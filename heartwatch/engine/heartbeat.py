@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
-
 from heartwatch.clock import Clock
 from heartwatch.store.sqlite import Store
 
@@ -108,6 +106,8 @@ class Heartbeat:
             body = f"{summary(now, health)} ({self.name})".encode()
         else:
             log.error("heartbeat: reporting a failure to the heartbeat URL: %s", failure)
+        import httpx  # here, so a server without a heartbeat_url never loads it (3 MB of RSS, rich and pygments)
+
         try:
             async with httpx.AsyncClient(timeout=SEND_TIMEOUT) as client:
                 r = await client.post(url, content=body, headers={"User-Agent": "heartwatch-heartbeat"})

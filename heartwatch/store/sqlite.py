@@ -43,6 +43,10 @@ K = TypeVar("K")
 PRUNE_EVERY = 100
 #: Hours of pruned runs' uptime kept: the longest window (30 days) and a day to spare.
 HOURS_KEPT = 31 * 24
+#: Every open run, from the partial index runs_open; sorted by id in Python, not by ORDER BY id, with which SQLite
+#: walks the whole runs table in id order instead (at 100,000 checks with 30 runs each: 0.85 s of a restart, and
+#: the writer's 64 MB page cache filled, 24 MB of it still in the idle server's RSS).
+OPEN_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL"
 #: The kind of a stored event whose method the check does not count (`methods`): logged, nothing changed.
 IGNORED = "ignored"
 
@@ -247,7 +251,8 @@ class Store(SqliteReads):
         for check in checks:
             self._link(check)
         self._open, self._open_by_rid = {}, {}
-        for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE ended_at IS NULL ORDER BY id"):
+        rows = conn.execute(OPEN_RUNS).fetchall()
+        for row in sorted(rows, key=lambda r: int(r[0])):
             self._keep_open(codec.run_from_row(row))
         self.book.forget()
         self.status_index.forget()
