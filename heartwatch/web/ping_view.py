@@ -50,15 +50,16 @@ class PingEndpoint:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        dialect: Dialect | None = None
+        prefix, dialect = PREFIX, None
         if not path.startswith(PREFIX):
-            dialect = next((d for p, d in COMPAT_PREFIXES.items() if path.startswith(p)), None)
-            if dialect is None:
+            found = next(((p, d) for p, d in COMPAT_PREFIXES.items() if path.startswith(p)), None)
+            if found is None:
                 await self.app(scope, receive, send)
                 return
+            prefix, dialect = found
         limit = self.hub.settings.body_limit
         try:
-            status, text = await self._ping(scope, receive, limit, dialect)
+            status, text = await self._ping(scope, receive, limit, path[len(prefix):], dialect)
         except Exception as e:  # never a traceback to the client; the log has it (once a minute)
             self.errors.exception("ping failed", e)
             status, text = 500, "internal error; see the heartwatch log"
@@ -74,7 +75,9 @@ class PingEndpoint:
         ]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _ping(self, scope: Scope, receive: Receive, limit: int, dialect: Dialect | None) -> tuple[int, str]:
+    async def _ping(self, scope: Scope, receive: Receive, limit: int, rest: str,
+                    dialect: Dialect | None) -> tuple[int, str]:
+        """`rest`: the path after the ping prefix (/ping/, or the prefix of `dialect`'s URLs)."""
         hub = self.hub
         if scope["method"] not in METHODS:
             return 405, "method not allowed: use GET, HEAD, POST or PUT"
@@ -83,10 +86,9 @@ class PingEndpoint:
         given, ping_ms = None, None
         try:
             if dialect is None:
-                req = parse_ping(scope["path"][len(PREFIX):], query, hub.settings.timezone)
+                req = parse_ping(rest, query, hub.settings.timezone)
             else:
-                prefix = next(p for p, d in COMPAT_PREFIXES.items() if d is dialect)
-                compat = parse_compat(dialect, scope["path"][len(prefix):], query, hub.settings.timezone)
+                compat = parse_compat(dialect, rest, query, hub.settings.timezone)
                 req, given, ping_ms = compat.request, compat.body, compat.ping_ms
             if self.flood is not None and self.flood.hit(req.uuid or (req.ping_key, req.slug), now.timestamp()):
                 # Keyed by the URL, before the store resolves it: a flood is refused without touching the disk
